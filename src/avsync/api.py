@@ -1,0 +1,85 @@
+"""The typed public API: ``detect(path, DetectOptions()) -> Report``."""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from .estimators.base import Estimate, EstimatorOptions, get_estimator
+from .features import Features, extract_features
+from .media import open_media
+from .report import Report, Window
+from .timeline import fit_drift, tolerance, verdict, window_spans
+
+#: progress(stage, done, total); stage is a short word ('decode', 'windows')
+ProgressCallback = Callable[[str, float, float], None]
+
+#: 'auto' uses the lips when a face is tracked on at least this share of frames
+AUTO_FACE_COVERAGE = 0.5
+
+
+@dataclass(frozen=True)
+class DetectOptions:
+    method: str = "auto"
+    tolerance: str = "ebu-r37"
+    max_lag_ms: float = 1000.0
+    window_s: float = 5.0
+    hop_s: float = 1.0
+    timeline: bool = True
+    weights: str | None = None
+
+
+def choose_method(method: str, features: Features) -> str:
+    if method != "auto":
+        return method
+    return "lips" if features.visual.face_coverage >= AUTO_FACE_COVERAGE else "motion"
+
+
+def analyse(features: Features, options: DetectOptions = DetectOptions(),
+            progress: ProgressCallback | None = None) -> Report:
+    """Build the report from already-extracted features (no decoding)."""
+    info = features.info
+    name = choose_method(options.method, features)
+    est = get_estimator(name, EstimatorOptions(max_lag_ms=options.max_lag_ms))
+    whole: Estimate = est.estimate(features)
+    tol = tolerance(options.tolerance, info.video_fps)
+    windows: list[Window] = []
+    if options.timeline:
+        V, A = features.visual, features.audio
+        start = max(V.times[0], A.t0)
+        end = min(V.times[-1], A.times[-1])
+        spans = window_spans(start, end, options.window_s, options.hop_s) if end > start else []
+        for i, (t0, t1) in enumerate(spans):
+            e = whole if len(spans) == 1 else est.estimate(features, t0, t1)
+            windows.append(Window(t0, t1, e.offset_ms, e.confidence))
+            if progress is not None and i % 20 == 0:
+                progress("windows", i + 1, len(spans))
+    drift = None
+    if len(windows) >= 3:
+        ok = [w for w in windows if w.offset_ms is not None]
+        if ok:
+            drift = fit_drift([(w.start_s + w.end_s) / 2 for w in ok], [w.offset_ms for w in ok],
+                              [max(w.confidence, 1e-3) for w in ok])
+    v = verdict(whole.offset_ms, whole.confidence, tol)
+    reason = whole.reason
+    if v == "not_assessable" and whole.offset_ms is not None:
+        reason = "low confidence"
+    return Report(media=info.to_dict(), method=name, offset_ms=whole.offset_ms, confidence=whole.confidence,
+                  verdict=v, tolerance=tol, windows=windows, drift=drift, profile=whole.profile,
+                  reason=reason, cue=whole.cue, stats=whole.stats)
+
+
+def detect(path: str | os.PathLike, options: DetectOptions = DetectOptions(),
+           progress: ProgressCallback | None = None) -> Report:
+    """Measure the audio-video offset of one file.  Raises :class:`avsync.errors.MediaError`."""
+    t = time.perf_counter()
+    with open_media(path) as src:
+        faces = "off" if options.method == "motion" else "auto"
+        cb = (lambda done, total: progress("decode", done, total)) if progress else None
+        feats = extract_features(src, faces=faces, progress=cb)
+    report = analyse(feats, options, progress)
+    report.elapsed_s = time.perf_counter() - t
+    return report

@@ -1,0 +1,5 @@
+"""Offset estimators (plugins) and the pure correlation functions they share."""
+from .base import Estimate, Estimator, EstimatorOptions, LagProfile, available_methods, get_estimator, register
+
+__all__ = ["Estimate", "Estimator", "EstimatorOptions", "LagProfile", "available_methods", "get_estimator",
+           "register"]

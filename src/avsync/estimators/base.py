@@ -1,0 +1,94 @@
+"""The estimator plugin interface and registry.
+
+An estimator turns the features of a time span into an :class:`Estimate`.  The same
+call serves the whole file and every timeline window, so a plugin writes one method.
+Learned estimators register here too and import their heavy dependencies lazily.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from ..errors import UsageError
+
+
+@dataclass
+class LagProfile:
+    """Scores over candidate lags (``kind``: 'correlation' higher is better, 'distance' lower)."""
+
+    lag_ms: np.ndarray
+    value: np.ndarray
+    kind: str = "correlation"
+
+    def to_dict(self) -> dict:
+        def r(x):
+            return [None if not np.isfinite(v) else round(float(v), 5) for v in x]
+
+        return {"lag_ms": r(self.lag_ms), "value": r(self.value), "kind": self.kind}
+
+
+@dataclass
+class Estimate:
+    """One offset measurement.  ``offset_ms`` is None when the span is not assessable."""
+
+    offset_ms: float | None
+    confidence: float
+    profile: LagProfile | None = None
+    reason: str | None = None  # why not assessable
+    cue: str | None = None  # which evidence was used ('lips', 'motion', ...)
+    stats: dict = field(default_factory=dict)  # peak height, margin, ... (for calibration)
+
+    @property
+    def assessable(self) -> bool:
+        return self.offset_ms is not None
+
+    @classmethod
+    def abstain(cls, reason: str, cue: str | None = None) -> "Estimate":
+        return cls(offset_ms=None, confidence=0.0, reason=reason, cue=cue)
+
+
+@dataclass(frozen=True)
+class EstimatorOptions:
+    max_lag_ms: float = 1000.0
+
+
+class Estimator(ABC):
+    """Plugin interface.  ``faces`` says whether the features must include face tracking."""
+
+    name: str = ""
+    faces: bool = False
+
+    def __init__(self, options: EstimatorOptions = EstimatorOptions()):
+        self.options = options
+
+    @abstractmethod
+    def estimate(self, features, t0: float | None = None, t1: float | None = None) -> Estimate:
+        """Offset of the media between times ``t0`` and ``t1`` (whole file when None)."""
+
+
+_REGISTRY: dict[str, Callable[..., Estimator]] = {}
+
+
+def register(name: str):
+    def deco(cls):
+        cls.name = name
+        _REGISTRY[name] = cls
+        return cls
+
+    return deco
+
+
+def available_methods() -> list[str]:
+    from . import lips, motion  # noqa: F401  (registers the built-in plugins)
+
+    return ["auto", *sorted(_REGISTRY)]
+
+
+def get_estimator(name: str, options: EstimatorOptions = EstimatorOptions()) -> Estimator:
+    available_methods()
+    if name not in _REGISTRY:
+        raise UsageError(f"unknown method {name!r}; choose from {', '.join(available_methods())}")
+    return _REGISTRY[name](options)

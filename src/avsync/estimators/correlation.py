@@ -1,0 +1,124 @@
+"""Weight-free estimation by lagged correlation of a visual cue with an audio cue.
+
+Subclasses say which (visual, audio) signal pairs to correlate; this class puts them
+on a common 100 Hz grid, correlates each pair over lags, averages the profiles,
+picks the peak with sub-sample precision, removes the cue's natural bias (measured
+on real clips, see :mod:`avsync.bench.calibrate`) and turns the peak statistics into
+a calibrated probability of being within one frame.
+"""
+from __future__ import annotations
+
+import json
+from abc import abstractmethod
+from functools import lru_cache
+from importlib import resources
+
+import numpy as np
+
+from .base import Estimate, Estimator, LagProfile
+from .xcorr import find_peak, lagged_pearson
+
+GRID_HZ = 100.0
+#: peaks closer than this to the best one are the same peak (for the runner-up)
+EXCLUDE_MS = 80.0
+
+
+@lru_cache(maxsize=1)
+def calibration_table() -> dict:
+    """Per-method bias and confidence model, fitted by ``avsync bench calibrate``."""
+    try:
+        text = resources.files("avsync").joinpath("data/calibration.json").read_text()
+        return json.loads(text)
+    except (FileNotFoundError, OSError, ValueError):
+        return {}
+
+
+def peak_features(stats: dict) -> np.ndarray:
+    """The peak statistics the confidence model reads (order matters: see calibrate)."""
+    return np.array([
+        stats["height"],
+        stats["margin"],
+        stats["margin"] / max(stats["spread"], 1e-3),
+        np.log1p(stats["support_s"]),
+        float(stats["at_edge"]),
+        stats["agreement"],
+    ])
+
+
+def confidence_from(method: str, stats: dict) -> float:
+    """Calibrated P(|error| <= 1 frame) from the peak statistics (0 when uncalibrated
+    and the peak sits at the range edge; otherwise a logistic model)."""
+    cal = calibration_table().get(method)
+    x = peak_features(stats)
+    if cal is None:
+        # Uncalibrated fallback: a conservative guess from the margin alone.
+        z = -3.0 + 12.0 * stats["margin"] - 3.0 * float(stats["at_edge"])
+        return float(1.0 / (1.0 + np.exp(-z)))
+    w = np.asarray(cal["coef"], np.float64)
+    mu = np.asarray(cal["mean"], np.float64)
+    sd = np.asarray(cal["scale"], np.float64)
+    z = float(cal["intercept"] + np.dot(w, (x - mu) / sd))
+    return float(1.0 / (1.0 + np.exp(-z)))
+
+
+class CorrelationEstimator(Estimator):
+    """Shared machinery of the weight-free estimators."""
+
+    cue = "generic"
+    min_support_s = 1.0
+
+    @abstractmethod
+    def signals(self, features, grid: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]] | str:
+        """(visual, audio) pairs on ``grid``; a string says why the span cannot be assessed."""
+
+    def bias_ms(self) -> float:
+        return float(calibration_table().get(self.name, {}).get("bias_ms", 0.0))
+
+    def estimate(self, features, t0=None, t1=None) -> Estimate:
+        V, A = features.visual, features.audio
+        lo = min(V.times[0], A.t0) if t0 is None else t0
+        hi = max(V.times[-1], A.times[-1]) if t1 is None else t1
+        if hi - lo < 0.5:
+            return Estimate.abstain("span too short", self.cue)
+        grid = lo + np.arange(int(np.floor((hi - lo) * GRID_HZ)) + 1) / GRID_HZ
+        pairs = self.signals(features, grid)
+        if isinstance(pairs, str):
+            return Estimate.abstain(pairs, self.cue)
+        max_lag = int(round(self.options.max_lag_ms / 1000 * GRID_HZ))
+        profiles, supports = [], []
+        for v, a in pairs:
+            both = np.isfinite(v) & np.isfinite(a)
+            supports.append(both.sum() / GRID_HZ)
+            profiles.append(lagged_pearson(v, a, max_lag, min_overlap=int(self.min_support_s * GRID_HZ)))
+        support = float(np.max(supports)) if supports else 0.0
+        if support < self.min_support_s:
+            return Estimate.abstain("too little usable signal", self.cue)
+        stack = np.vstack(profiles)
+        with np.errstate(invalid="ignore"):
+            prof = np.nanmean(stack, axis=0) if np.isfinite(stack).any() else stack[0]
+        lags_ms = (np.arange(-max_lag, max_lag + 1)) * 1000.0 / GRID_HZ
+        peak = find_peak(prof, int(round(EXCLUDE_MS / 1000 * GRID_HZ)))
+        if peak is None:
+            return Estimate.abstain("no correlation could be measured", self.cue)
+        raw_ms = (peak.lag - max_lag) * 1000.0 / GRID_HZ
+        # agreement: how many individual pair profiles peak within 2 frames of the mean one
+        agree = []
+        for p in profiles:
+            pk = find_peak(p, int(round(EXCLUDE_MS / 1000 * GRID_HZ)))
+            agree.append(pk is not None and abs((pk.lag - max_lag) * 10.0 - raw_ms) <= 80.0)
+        stats = {
+            "height": peak.height,
+            "margin": peak.margin,
+            "spread": peak.spread,
+            "support_s": support,
+            "at_edge": bool(peak.at_edge),
+            "agreement": float(np.mean(agree)) if agree else 0.0,
+            "raw_offset_ms": raw_ms,
+        }
+        offset = raw_ms - self.bias_ms()
+        conf = confidence_from(self.name, stats)
+        if peak.at_edge:
+            conf = min(conf, 0.05)
+        return Estimate(offset_ms=float(offset), confidence=conf,
+                        profile=LagProfile(lags_ms - self.bias_ms(), prof, "correlation"),
+                        cue=self.cue, stats=stats)

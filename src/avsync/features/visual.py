@@ -1,0 +1,132 @@
+"""Streaming per-frame visual features: mouth geometry from landmarks, and motion.
+
+:class:`VisualFeatureExtractor` consumes :class:`~avsync.media.VideoFrame` objects and
+keeps a handful of floats per frame.  Mouth features are NaN on frames without a
+tracked face.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+#: the per-frame mouth measures, all normalised by the inter-ocular distance
+MOUTH_KEYS = ("inner_open", "outer_open", "width", "dark")
+
+
+@dataclass
+class VisualFeatures:
+    times: np.ndarray  # presentation time of each frame, seconds (may be irregular)
+    fps: float  # nominal frame rate
+    motion: np.ndarray  # mean absolute frame difference (whole frame)
+    block_motion: np.ndarray  # (n, B) mean absolute difference per image block
+    mouth: dict[str, np.ndarray] = field(default_factory=dict)  # MOUTH_KEYS -> (n,) with NaN
+    face_detected: np.ndarray | None = None  # bool per frame: a face (tracked or detected)
+    face_size: np.ndarray | None = None  # inter-ocular distance in analysis pixels
+    still: bool = False  # the picture never changes
+
+    def __len__(self) -> int:
+        return int(self.times.size)
+
+    @property
+    def face_coverage(self) -> float:
+        if self.face_detected is None or not self.face_detected.size:
+            return 0.0
+        return float(self.face_detected.mean())
+
+
+def mouth_measures(pts: np.ndarray, img: np.ndarray) -> tuple[float, float, float, float, float]:
+    """(inner_open, outer_open, width, dark, iod) of one face's 68 landmarks."""
+    iod = float(np.linalg.norm(pts[42:48].mean(0) - pts[36:42].mean(0)))
+    inner = float(np.mean(np.linalg.norm(pts[[61, 62, 63]] - pts[[67, 66, 65]], axis=1)))
+    outer = float(np.mean(np.linalg.norm(pts[[50, 51, 52]] - pts[[58, 57, 56]], axis=1)))
+    width = float(np.linalg.norm(pts[54] - pts[48]))
+    # darkness of the mouth interior: mean grey in a box spanning the inner lips,
+    # relative to the face's skin (nose ridge) so lighting changes cancel
+    x0, y0 = pts[60:68].min(0)
+    x1, y1 = pts[60:68].max(0)
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    hw, hh = max(2.0, (x1 - x0) * 0.35), max(2.0, 0.25 * iod * 0.5)
+    h, w = img.shape
+    ys = slice(int(max(0, cy - hh)), int(min(h, cy + hh + 1)))
+    xs = slice(int(max(0, cx - hw)), int(min(w, cx + hw + 1)))
+    patch = img[ys, xs]
+    nx, ny = pts[27:31, 0].mean(), pts[27:31, 1].mean()
+    ref = img[int(np.clip(ny, 0, h - 1)), int(np.clip(nx, 0, w - 1))]
+    dark = float(ref) - float(patch.mean()) if patch.size else np.nan
+    s = max(iod, 1e-3)
+    return inner / s, outer / s, width / s, dark / 255.0, iod
+
+
+class VisualFeatureExtractor:
+    """Per-frame features.  ``faces``: 'auto' (track faces), 'off'."""
+
+    GRID = 4  # block motion on a GRID x GRID grid
+
+    def __init__(self, fps: float, faces: str = "auto", detect_every: int = 5):
+        self.fps = fps
+        self.faces = faces
+        self._tracker = None
+        if faces != "off":
+            from ..faces.tracker import FaceTracker
+
+            self._tracker = FaceTracker(detect_every=detect_every)
+        self._prev: np.ndarray | None = None
+        self._t: list[float] = []
+        self._motion: list[float] = []
+        self._blocks: list[np.ndarray] = []
+        self._mouth: list[tuple] = []
+        self._face: list[bool] = []
+        self._iod: list[float] = []
+        self._first: np.ndarray | None = None
+        self._changed = False
+
+    def add(self, frame) -> None:
+        img = frame.image
+        self._t.append(frame.t)
+        small = img[::4, ::4].astype(np.int16)
+        if self._prev is None or self._prev.shape != small.shape:
+            self._motion.append(np.nan)
+            self._blocks.append(np.full(self.GRID * self.GRID, np.nan, np.float32))
+            self._first = small
+        else:
+            d = np.abs(small - self._prev)
+            self._motion.append(float(d.mean()))
+            h, w = d.shape
+            g = self.GRID
+            hb, wb = h // g, w // g
+            if hb and wb:
+                blocks = d[: hb * g, : wb * g].reshape(g, hb, g, wb).mean(axis=(1, 3)).reshape(-1)
+            else:
+                blocks = np.full(g * g, float(d.mean()))
+            self._blocks.append(blocks.astype(np.float32))
+            if not self._changed and np.abs(small - self._first).mean() > 0.5:
+                self._changed = True
+        self._prev = small
+        obs = self._tracker.update(img) if self._tracker is not None else None
+        if obs is None:
+            self._mouth.append((np.nan,) * 4)
+            self._face.append(False)
+            self._iod.append(np.nan)
+        else:
+            m = mouth_measures(obs.landmarks, img)
+            self._mouth.append(m[:4])
+            self._face.append(True)
+            self._iod.append(m[4])
+
+    def finish(self) -> VisualFeatures | None:
+        if not self._t:
+            return None
+        order = np.argsort(np.asarray(self._t), kind="stable")
+        t = np.asarray(self._t, np.float64)[order]
+        mouth = np.asarray(self._mouth, np.float32)[order]
+        return VisualFeatures(
+            times=t,
+            fps=self.fps,
+            motion=np.asarray(self._motion, np.float32)[order],
+            block_motion=np.asarray(self._blocks, np.float32)[order],
+            mouth={k: mouth[:, i] for i, k in enumerate(MOUTH_KEYS)},
+            face_detected=np.asarray(self._face, bool)[order],
+            face_size=np.asarray(self._iod, np.float32)[order],
+            still=not self._changed,
+        )

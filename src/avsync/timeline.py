@@ -1,0 +1,93 @@
+"""Tolerance presets, verdicts, sliding-window timelines and drift."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import UsageError
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    name: str
+    lead_ms: float  # largest acceptable audio lead (offset_ms > 0)
+    lag_ms: float  # largest acceptable audio lag (offset_ms < 0)
+
+    def accepts(self, offset_ms: float) -> bool:
+        return -self.lag_ms <= offset_ms <= self.lead_ms
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "lead_ms": self.lead_ms, "lag_ms": self.lag_ms}
+
+
+PRESETS = {
+    "ebu-r37": (40.0, 60.0),
+    "bt1359-detect": (45.0, 125.0),
+    "bt1359-accept": (90.0, 185.0),
+    "atsc": (15.0, 45.0),
+}
+TOLERANCE_NAMES = [*PRESETS, "frame"]
+
+#: below this confidence a measured offset is reported but not judged
+MIN_CONFIDENCE = 0.5
+
+
+def tolerance(name: str, fps: float | None = None) -> Tolerance:
+    if name == "frame":
+        f = 1000.0 / (fps or 25.0)
+        return Tolerance("frame", round(f, 3), round(f, 3))
+    if name not in PRESETS:
+        raise UsageError(f"unknown tolerance {name!r}; choose from {', '.join(TOLERANCE_NAMES)}")
+    lead, lag = PRESETS[name]
+    return Tolerance(name, lead, lag)
+
+
+def verdict(offset_ms: float | None, confidence: float, tol: Tolerance) -> str:
+    if offset_ms is None or confidence < MIN_CONFIDENCE:
+        return "not_assessable"
+    return "in_sync" if tol.accepts(offset_ms) else "out_of_sync"
+
+
+def window_spans(start: float, end: float, window_s: float, hop_s: float) -> list[tuple[float, float]]:
+    """Sliding windows over [start, end]; one window for media shorter than 1.5 windows."""
+    length = end - start
+    if length <= 1.5 * window_s:
+        return [(start, end)]
+    n = int(np.floor((length - window_s) / hop_s)) + 1
+    spans = [(start + i * hop_s, start + i * hop_s + window_s) for i in range(n)]
+    if end - spans[-1][1] > 0.5 * hop_s:
+        spans.append((end - window_s, end))
+    return spans
+
+
+@dataclass(frozen=True)
+class Drift:
+    ms_per_min: float
+    r2: float
+    intercept_ms: float
+
+    def to_dict(self) -> dict:
+        return {"ms_per_min": round(self.ms_per_min, 3), "r2": round(self.r2, 4)}
+
+
+def fit_drift(times_s, offsets_ms, weights=None, min_points: int = 3, min_span_s: float = 10.0) -> Drift | None:
+    """Weighted least-squares line through (window centre, offset); None when too short."""
+    t = np.asarray(times_s, np.float64)
+    y = np.asarray(offsets_ms, np.float64)
+    w = np.ones_like(t) if weights is None else np.asarray(weights, np.float64)
+    ok = np.isfinite(t) & np.isfinite(y) & (w > 0)
+    t, y, w = t[ok], y[ok], w[ok]
+    if t.size < min_points or t.max() - t.min() < min_span_s:
+        return None
+    tm = np.average(t, weights=w)
+    ym = np.average(y, weights=w)
+    stt = np.sum(w * (t - tm) ** 2)
+    if stt <= 0:
+        return None
+    slope = np.sum(w * (t - tm) * (y - ym)) / stt
+    icpt = ym - slope * tm
+    res = y - (icpt + slope * t)
+    sst = np.sum(w * (y - ym) ** 2)
+    r2 = 1.0 - np.sum(w * res**2) / sst if sst > 0 else 0.0
+    return Drift(ms_per_min=float(slope * 60.0), r2=float(max(0.0, r2)), intercept_ms=float(icpt))
