@@ -1,0 +1,1 @@
+"""Benchmarks on real clips: the shift benchmark, confidence calibration, speed."""
