@@ -1,0 +1,219 @@
+"""Re-time the streams of a file without re-encoding (the ``avsync fix`` back end).
+
+:func:`shift_streams` copies every audio and video packet of ``src`` into ``dst``
+and adds a delay to the timestamps of one side: a positive delay moves the audio
+later, a negative one moves the video later instead, so no timestamp is ever
+made negative.  The container format follows ``dst``'s extension.
+
+Containers without per-packet timestamps for audio (AVI) cannot carry an audio
+start delay; for PCM audio the delay is written as leading silence (exact, no
+re-encoding of the content); for other audio codecs in AVI a :class:`MediaError`
+explains that another container (``.mkv``, ``.mov``, ``.mp4``) is needed.
+
+:func:`fix_file` turns a measured offset (contract sign: > 0, the audio leads)
+into the delay that cancels it and writes the result atomically: to a temporary
+name in the destination folder first, then :func:`os.replace`.
+"""
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from fractions import Fraction
+
+from ..errors import CannotOpen, MediaError
+
+#: containers whose audio timing is implied by the byte count, not by timestamps
+_NO_AUDIO_DELAY_FORMATS = {"avi"}
+
+#: extension -> libavformat muxer name, for the common ones guessing may get wrong
+_FORMATS = {
+    ".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".mka": "matroska",
+    ".webm": "webm", ".avi": "avi", ".ts": "mpegts", ".mts": "mpegts", ".m2ts": "mpegts",
+    ".mpg": "mpeg", ".mpeg": "mpeg", ".flv": "flv", ".3gp": "3gp", ".nut": "nut",
+}
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    text = text.split(": '")[0]
+    return " ".join(text.split())[:200]
+
+
+def _is_cover_art(stream) -> bool:
+    try:
+        return bool(stream.disposition & 0x400)
+    except Exception:  # pragma: no cover
+        return False
+
+
+def _format_for(dst: str) -> str | None:
+    ext = os.path.splitext(dst)[1].lower()
+    if not ext:
+        return None
+    return _FORMATS.get(ext)
+
+
+def _silence_packets(stream, delay_s: float):
+    """Leading PCM silence for ``stream`` lasting ``delay_s`` (yields (bytes, n_samples))."""
+    ctx = stream.codec_context
+    name = ctx.name
+    if not name.startswith("pcm_"):
+        return None
+    rate = ctx.sample_rate
+    channels = ctx.channels or 1
+    bits = {"u8": 8, "s8": 8, "s16le": 16, "s16be": 16, "s24le": 24, "s32le": 32, "f32le": 32,
+            "f64le": 64}.get(name[4:])
+    if not bits or not rate:
+        return None
+    fill = b"\x80" if name == "pcm_u8" else b"\x00"
+    n = int(round(delay_s * rate))
+    out = []
+    step = max(1, rate // 25)
+    done = 0
+    while done < n:
+        k = min(step, n - done)
+        out.append((fill * (k * channels * bits // 8), k))
+        done += k
+    return out
+
+
+def shift_streams(src: str | os.PathLike, dst: str | os.PathLike, audio_delay_s: float) -> None:
+    """Copy ``src`` to ``dst`` (no re-encoding) with the audio delayed by ``audio_delay_s``.
+
+    Negative values delay the video by ``-audio_delay_s`` instead.  Every audio and
+    video stream is copied; the container is chosen by ``dst``'s extension.
+    Raises :class:`CannotOpen` / :class:`MediaError` with a one-line reason."""
+    import av
+
+    src, dst = os.fspath(src), os.fspath(dst)
+    if not math.isfinite(audio_delay_s):
+        raise MediaError("the delay is not a finite number", src)
+    if not os.path.exists(src):
+        raise CannotOpen("no such file", src)
+    if os.path.isdir(src):
+        raise CannotOpen("is a directory, not a media file", src)
+    if os.path.getsize(src) == 0:
+        raise CannotOpen("empty file (0 bytes)", src)
+    try:
+        inp = av.open(src, metadata_errors="ignore")
+    except Exception as exc:
+        raise CannotOpen(f"cannot open as media ({_short(exc)})", src) from None
+    fmt = _format_for(dst)
+    try:
+        streams = [s for s in inp.streams if s.type in ("video", "audio") and not _is_cover_art(s)]
+        if not any(s.type == "video" for s in streams) or not any(s.type == "audio" for s in streams):
+            raise MediaError("needs both an audio and a video stream to re-time", src)
+        try:
+            out = av.open(dst, mode="w", format=fmt)
+        except Exception as exc:
+            raise MediaError(f"cannot write this container ({_short(exc)})", dst) from None
+        try:
+            _copy(inp, out, streams, audio_delay_s, src, dst)
+        finally:
+            try:
+                out.close()
+            except Exception:
+                pass
+    finally:
+        inp.close()
+
+
+def _copy(inp, out, streams, audio_delay_s: float, src: str, dst: str) -> None:
+    import av
+
+    delayed_type = "audio" if audio_delay_s > 0 else "video"
+    delay = abs(audio_delay_s)
+    fmt_name = out.format.name
+    omap = {}
+    for s in streams:
+        try:
+            omap[s.index] = out.add_stream_from_template(s)
+        except Exception as exc:
+            raise MediaError(f"cannot copy {s.type} stream {s.index} ({s.codec_context.name}) into "
+                             f"{fmt_name} ({_short(exc)})", dst) from None
+    pad = {}  # stream index -> list of silent payloads (AVI + PCM audio delay)
+    if delayed_type == "audio" and delay > 0 and fmt_name in _NO_AUDIO_DELAY_FORMATS:
+        for s in streams:
+            if s.type == "audio":
+                p = _silence_packets(s, delay)
+                if p is None:
+                    raise MediaError(f"{fmt_name} cannot delay {s.codec_context.name} audio without "
+                                     "re-encoding; write .mkv, .mov or .mp4 instead", dst)
+                pad[s.index] = p
+    shifts = {}
+    for s in streams:
+        if s.type == delayed_type and delay > 0 and s.index not in pad:
+            tb = s.time_base
+            shifts[s.index] = int(round(Fraction(delay).limit_denominator(1_000_000) / tb)) if tb else 0
+        else:
+            shifts[s.index] = 0
+    first_pts: dict[int, int] = {}
+    try:
+        for packet in inp.demux(streams):
+            if packet.size == 0 and packet.pts is None and packet.dts is None:
+                continue  # a flush packet
+            i = packet.stream.index
+            ost = omap[i]
+            if i in pad:
+                # write the silence in front of the first audio packet, in its time base
+                tb = packet.time_base
+                start = packet.pts if packet.pts is not None else (packet.dts or 0)
+                t = start
+                rate = packet.stream.codec_context.sample_rate
+                for payload, n in pad.pop(i):
+                    sp = av.Packet(payload)
+                    sp.pts = sp.dts = t
+                    sp.time_base = tb
+                    sp.duration = int(round(Fraction(n, rate) / tb))
+                    sp.stream = ost
+                    out.mux(sp)
+                    t += sp.duration
+                shifts[i] = t - start
+            k = shifts[i]
+            if k:
+                if packet.pts is not None:
+                    packet.pts += k
+                if packet.dts is not None:
+                    packet.dts += k
+            if packet.pts is not None:
+                first_pts.setdefault(i, packet.pts)
+            packet.stream = ost
+            out.mux(packet)
+    except MediaError:
+        raise
+    except av.error.FFmpegError as exc:
+        raise MediaError(f"remux failed ({_short(exc)})", dst) from None
+    if not first_pts:
+        raise MediaError("no packets to copy", src)
+
+
+def shift_file(src: str | os.PathLike, dst: str | os.PathLike, audio_delay_s: float) -> str:
+    """:func:`shift_streams` into a temporary file next to ``dst``, then rename it into place."""
+    src, dst = os.fspath(src), os.fspath(dst)
+    folder = os.path.dirname(os.path.abspath(dst))
+    if not os.path.isdir(folder):
+        raise MediaError("output folder does not exist", dst)
+    if os.path.abspath(src) == os.path.abspath(dst):
+        raise MediaError("output must differ from the input", dst)
+    root, ext = os.path.splitext(os.path.basename(dst))
+    fd, tmp = tempfile.mkstemp(prefix=f".{root}.", suffix=f".partial{ext}", dir=folder)
+    os.close(fd)
+    try:
+        shift_streams(src, tmp, audio_delay_s)
+        os.replace(tmp, dst)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return dst
+
+
+def fix_file(src: str | os.PathLike, dst: str | os.PathLike, offset_ms: float) -> str:
+    """Write a corrected copy of ``src``: ``offset_ms`` > 0 (audio leads) delays the audio by
+    that much; ``offset_ms`` < 0 (audio lags) delays the video.  Returns ``dst``."""
+    if offset_ms is None or not math.isfinite(offset_ms):
+        raise MediaError("no offset to correct", os.fspath(src))
+    return shift_file(src, dst, offset_ms / 1000.0)
