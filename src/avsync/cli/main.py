@@ -1,0 +1,394 @@
+"""``avsync`` command line: argument parsing and the detect / fix / sample commands.
+
+Rules (docs/contract): ``--json`` puts exactly one JSON document per input on
+stdout (JSON Lines for several) and nothing else; progress and logs go to
+stderr.  Exit codes: 0 ran, 1 ``--check`` found an input out of sync, 2 bad
+usage, 3 unreadable or unusable media (one line ``avsync: PATH: reason`` on
+stderr, never a traceback).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import sys
+
+from .. import __version__
+from ..errors import AvsyncError, UsageError
+from ..timeline import TOLERANCE_NAMES
+
+PROG = "avsync"
+EXIT_OK, EXIT_CHECK, EXIT_USAGE, EXIT_MEDIA = 0, 1, 2, 3
+
+log = logging.getLogger("avsync.cli")
+
+
+# -- helpers ---------------------------------------------------------------------------
+def _err(msg: str) -> None:
+    """One line on stderr, prefixed with the program name."""
+    text = " ".join(str(msg).split())
+    try:
+        sys.stderr.write(f"{PROG}: {text}\n")
+        sys.stderr.flush()
+    except (OSError, ValueError):  # pragma: no cover - stderr gone
+        pass
+
+
+def _error_line(path: str, exc: BaseException) -> str:
+    if isinstance(exc, AvsyncError):
+        if exc.path:
+            return str(exc)
+        return f"{path}: {exc}"
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return f"{path}: internal error ({type(exc).__name__}: {text[:300]})"
+
+
+def _positive(kind=float):
+    def parse(text: str):
+        try:
+            v = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not math.isfinite(v) or v <= 0:
+            raise argparse.ArgumentTypeError(f"must be > 0: {text!r}")
+        return v
+
+    return parse
+
+
+def _finite(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(v):
+        raise argparse.ArgumentTypeError(f"must be a finite number: {text!r}")
+    return v
+
+
+def _stem(path: str) -> str:
+    base = path.rstrip("/").split("?")[0].split("#")[0]
+    name = os.path.basename(base) or "media"
+    root = os.path.splitext(name)[0] or name
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in root)
+
+
+def plot_paths(plot: str, inputs: list[str]) -> list[str]:
+    """``--plot`` name for each input: as given for one input, else with the input's stem inserted."""
+    if len(inputs) == 1:
+        return [plot]
+    root, ext = os.path.splitext(plot)
+    ext = ext or ".png"
+    out, seen = [], {}
+    for p in inputs:
+        stem = _stem(p)
+        n = seen.get(stem, 0)
+        seen[stem] = n + 1
+        out.append(f"{root}_{stem}{'' if n == 0 else f'_{n}'}{ext}")
+    return out
+
+
+def _want_progress(args) -> bool:
+    if getattr(args, "no_progress", False):
+        return False
+    if getattr(args, "progress", False):
+        return True
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def _options(args):
+    from ..api import DetectOptions
+
+    return DetectOptions(method=args.method, tolerance=args.tolerance, max_lag_ms=args.max_lag_ms,
+                         window_s=args.window_s, hop_s=args.hop_s, weights=args.weights)
+
+
+def _check_method(method: str) -> None:
+    from ..estimators.base import available_methods
+
+    names = available_methods()
+    if method not in names:
+        raise UsageError(f"unknown method {method!r}; choose from {', '.join(names)}")
+
+
+def _detect(path: str, options, args):
+    from ..api import detect
+    from .progress import ProgressBar
+
+    bar = ProgressBar(_stem(path), _want_progress(args))
+    try:
+        return detect(path, options, bar)
+    finally:
+        bar.close()
+
+
+def _print(text: str) -> None:
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+# -- detect ----------------------------------------------------------------------------
+def cmd_detect(args) -> int:
+    _check_method(args.method)
+    if args.weights is not None and not os.path.isfile(args.weights):
+        raise UsageError(f"{args.weights}: weights file not found")
+    options = _options(args)
+    plots = plot_paths(args.plot, args.media) if args.plot else [None] * len(args.media)
+    out_fh = None
+    if args.out:
+        try:
+            out_fh = open(args.out, "w", encoding="utf-8")
+        except OSError as exc:
+            raise UsageError(f"{args.out}: cannot write ({exc.strerror or exc})") from None
+    failed = out_of_sync = 0
+    first_text = True
+    try:
+        for path, png in zip(args.media, plots):
+            try:
+                report = _detect(path, options, args)
+            except UsageError:
+                raise  # the same for every input: stop, exit 2
+            except KeyboardInterrupt:
+                raise
+            except Exception as exc:  # AvsyncError or anything unexpected: one line, go on
+                log.debug("detect failed", exc_info=True)
+                _err(_error_line(path, exc))
+                failed += 1
+                continue
+            if report.verdict == "out_of_sync":
+                out_of_sync += 1
+            line = report.to_json()
+            if args.json:
+                _print(line)
+            else:
+                if not first_text:
+                    _print("")
+                _print(report.to_text())
+                first_text = False
+            if out_fh is not None:
+                out_fh.write(line + "\n")
+                out_fh.flush()
+            if png:
+                try:
+                    from ..plot import plot_report
+
+                    plot_report(report, png)
+                    log.info("wrote %s", png)
+                except Exception as exc:
+                    _err(f"{png}: cannot write plot ({' '.join(str(exc).split()) or type(exc).__name__})")
+                    failed += 1
+    finally:
+        if out_fh is not None:
+            out_fh.close()
+    if failed:
+        return EXIT_MEDIA
+    if args.check and out_of_sync:
+        return EXIT_CHECK
+    return EXIT_OK
+
+
+# -- fix -------------------------------------------------------------------------------
+def _fmt_offset(report) -> str:
+    if report.offset_ms is None:
+        return f"not assessable ({report.reason or 'no usable cue'})"
+    return (f"{report.offset_ms:+.1f} ms ({report.offset_frames:+.2f} frames), confidence "
+            f"{report.confidence:.2f}, {report.verdict.replace('_', ' ')}")
+
+
+def cmd_fix(args) -> int:
+    from ..media.remux import fix_file
+
+    _check_method(args.method)
+    src, dst = args.media, args.output
+    if os.path.abspath(src) == os.path.abspath(dst):
+        raise UsageError("OUT must differ from MEDIA (the input is never overwritten)")
+    options = _options(args)
+    before = None
+    try:
+        if args.offset_ms is None:
+            before = _detect(src, options, args)
+            if before.offset_ms is None or before.verdict == "not_assessable":
+                why = before.reason or "no usable cue"
+                conf = f", confidence {before.confidence:.2f}" if before.offset_ms is not None else ""
+                _err(f"{src}: cannot measure the offset reliably ({why}{conf}); give --offset-ms")
+                return EXIT_MEDIA
+            offset = float(before.offset_ms)
+        else:
+            offset = float(args.offset_ms)
+        fix_file(src, dst, offset)
+        after = None if args.no_verify else _detect(dst, options, args)
+    except UsageError:
+        raise
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:
+        log.debug("fix failed", exc_info=True)
+        path = dst if isinstance(exc, AvsyncError) and exc.path == dst else src
+        _err(_error_line(path, exc))
+        return EXIT_MEDIA
+    if args.json:
+        doc = {
+            "schema": "avsync.fix/1",
+            "input": src,
+            "output": dst,
+            "applied_offset_ms": round(offset, 2),
+            "delayed": "audio" if offset > 0 else "video" if offset < 0 else "none",
+            "before": before.to_dict() if before is not None else None,
+            "after": after.to_dict() if after is not None else None,
+        }
+        _print(json.dumps(doc, allow_nan=False))
+        return EXIT_OK
+    side = "audio" if offset > 0 else "video"
+    lines = [f"{src} -> {dst}"]
+    if before is not None:
+        lines.append(f"  before    {_fmt_offset(before)}")
+    else:
+        lines.append(f"  before    {offset:+.1f} ms (given)")
+    if offset:
+        lines.append(f"  applied   delayed the {side} by {abs(offset):.1f} ms (no re-encoding)")
+    else:
+        lines.append("  applied   nothing to shift (offset 0); copied the streams")
+    if after is not None:
+        lines.append(f"  after     {_fmt_offset(after)}")
+    _print("\n".join(lines))
+    return EXIT_OK
+
+
+# -- sample ----------------------------------------------------------------------------
+def cmd_sample(args) -> int:
+    try:
+        from ..media.synth import make_sample
+    except ImportError as exc:
+        _err(f"sample: synthetic media is not available ({exc})")
+        return EXIT_MEDIA
+    try:
+        make_sample(args.output, offset_ms=args.offset_ms, duration_s=args.duration)
+    except Exception as exc:
+        log.debug("sample failed", exc_info=True)
+        _err(_error_line(args.output, exc))
+        return EXIT_MEDIA
+    side = "audio leads" if args.offset_ms > 0 else "audio lags" if args.offset_ms < 0 else "in sync"
+    _print(f"wrote {args.output} ({args.duration:g} s, offset {args.offset_ms:+g} ms, {side})")
+    return EXIT_OK
+
+
+# -- parser ----------------------------------------------------------------------------
+def _analysis_parent() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False)
+    g = p.add_argument_group("analysis")
+    g.add_argument("--method", default="auto", metavar="M",
+                   help="estimator: auto (lips when a face is tracked, else motion), lips, motion, ...")
+    g.add_argument("--tolerance", default="ebu-r37", choices=TOLERANCE_NAMES, metavar="PRESET",
+                   help=f"verdict tolerance preset: {', '.join(TOLERANCE_NAMES)} (default ebu-r37)")
+    g.add_argument("--weights", metavar="PATH", help="weights file for learned methods")
+    g.add_argument("--max-lag-ms", type=_positive(), default=1000.0, metavar="MS",
+                   help="largest offset searched, either way (default 1000)")
+    g.add_argument("--window-s", type=_positive(), default=5.0, metavar="S",
+                   help="timeline window length (default 5)")
+    g.add_argument("--hop-s", type=_positive(), default=1.0, metavar="S", help="timeline hop (default 1)")
+    pg = p.add_mutually_exclusive_group()
+    pg.add_argument("--progress", action="store_true", help="progress bar on stderr even when not a TTY")
+    pg.add_argument("--no-progress", action="store_true", help="never show a progress bar")
+    return p
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG, description="Find and fix audio-video synchronisation faults.",
+        epilog="offset_ms > 0: the audio leads the video; < 0: the audio lags. "
+               "Exit codes: 0 ran, 1 --check found an out-of-sync input, 2 bad usage, 3 unusable media.")
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="log to stderr (-vv: debug)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    parent = _analysis_parent()
+
+    d = sub.add_parser("detect", parents=[parent], help="measure offset, confidence, verdict, timeline, drift",
+                       description="Measure the audio-video offset of each MEDIA file.")
+    d.add_argument("media", nargs="+", metavar="MEDIA")
+    d.add_argument("--json", action="store_true", help="one JSON report per input on stdout (JSON Lines)")
+    d.add_argument("--out", metavar="FILE", help="also write the JSON report(s) to FILE (JSON Lines)")
+    d.add_argument("--plot", metavar="PNG",
+                   help="draw the timeline to PNG (several inputs: the input's stem is added to the name)")
+    d.add_argument("--check", action="store_true", help="exit 1 when some input is out of sync")
+    d.set_defaults(func=cmd_detect)
+
+    f = sub.add_parser("fix", parents=[parent], help="write a corrected copy without re-encoding",
+                       description="Write a re-timed copy of MEDIA to OUT (no re-encoding), then re-measure it.")
+    f.add_argument("media", metavar="MEDIA")
+    f.add_argument("output", metavar="OUT")
+    f.add_argument("--offset-ms", type=_finite, metavar="X",
+                   help="offset to correct (contract sign: > 0 audio leads); measured when omitted")
+    f.add_argument("--json", action="store_true", help="print the before/after result as one JSON document")
+    f.add_argument("--no-verify", action="store_true", help="do not re-measure OUT")
+    f.set_defaults(func=cmd_fix)
+
+    s = sub.add_parser("sample", help="write a synthetic test clip with a known offset",
+                       description="Write a synthetic clip (flashes and beeps) whose audio leads by --offset-ms.")
+    s.add_argument("output", metavar="OUT")
+    s.add_argument("--offset-ms", type=_finite, default=0.0, metavar="X",
+                   help="audio lead in ms (negative: lag; default 0)")
+    s.add_argument("--duration", type=_positive(), default=8.0, metavar="S", help="seconds (default 8)")
+    s.set_defaults(func=cmd_sample)
+
+    try:
+        from ..bench.cli import register as register_bench
+    except ImportError as exc:  # pragma: no cover - optional part missing
+        log.debug("bench commands unavailable: %s", exc)
+    else:
+        register_bench(sub)
+    return parser
+
+
+def _setup_logging(verbose: int) -> None:
+    if not verbose:
+        return
+    level = logging.DEBUG if verbose > 1 else logging.INFO
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+    root = logging.getLogger("avsync")
+    root.addHandler(handler)
+    root.setLevel(level)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse: 0 for --help/--version, 2 for bad usage
+        code = exc.code
+        return code if isinstance(code, int) else EXIT_USAGE
+    _setup_logging(args.verbose)
+    try:
+        rc = args.func(args)
+        return int(rc or 0)
+    except UsageError as exc:
+        _err(str(exc))
+        return EXIT_USAGE
+    except AvsyncError as exc:
+        _err(str(exc))
+        return exc.exit_code
+    except KeyboardInterrupt:
+        _err("interrupted")
+        return 130
+    except BrokenPipeError:
+        # stdout closed early (e.g. piped into head): quiet exit
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        return EXIT_OK
+    except Exception as exc:
+        log.debug("unexpected error", exc_info=True)
+        _err(f"internal error ({type(exc).__name__}: {' '.join(str(exc).split())[:300]})")
+        return EXIT_MEDIA
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,128 @@
+"""Draw a detect report: the offset timeline, confidence per window and the lag profile.
+
+matplotlib is imported lazily, with the non-interactive Agg backend, so neither
+``import avsync`` nor a headless server pays for it or needs a display.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+
+def _figure():
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib.figure import Figure  # no pyplot: no global state, thread-safe
+
+    return Figure(figsize=(10, 7.5), dpi=100)
+
+
+def plot_report(report, png_path: str | os.PathLike) -> str:
+    """Write a PNG of ``report`` (an :class:`avsync.Report`) to ``png_path``; returns the path.
+
+    Top: offset of every window (marker size and opacity follow the confidence), the
+    whole-file offset as a line, the tolerance band (lead above 0, lag below) shaded.
+    Middle: confidence per window.  Bottom: the score over candidate lags.
+    Works for not-assessable and single-window reports too."""
+    png_path = os.fspath(png_path)
+    fig = _figure()
+    gs = fig.add_gridspec(3, 1, height_ratios=[3.0, 1.4, 1.3], hspace=0.55)
+    ax_off = fig.add_subplot(gs[0])
+    ax_conf = fig.add_subplot(gs[1], sharex=ax_off)
+    ax_prof = fig.add_subplot(gs[2])
+
+    media = report.media or {}
+    duration = float(media.get("duration_s") or 0.0)
+    wins = list(report.windows or [])
+    t0 = min([w.start_s for w in wins], default=0.0)
+    t1 = max([w.end_s for w in wins], default=duration)
+    if not t1 > t0:
+        t1 = t0 + max(duration, 1.0)
+    tol = report.tolerance
+
+    # -- offset timeline ------------------------------------------------------------
+    ax_off.axhspan(-tol.lag_ms, tol.lead_ms, color="tab:green", alpha=0.12, lw=0,
+                   label=f"tolerance {tol.name} (+{tol.lead_ms:g}/-{tol.lag_ms:g} ms)")
+    ax_off.axhline(0.0, color="0.5", lw=0.8)
+    ok = [w for w in wins if w.offset_ms is not None]
+    if ok:
+        xs = np.array([(w.start_s + w.end_s) / 2 for w in ok])
+        ys = np.array([w.offset_ms for w in ok], float)
+        cs = np.clip(np.array([w.confidence for w in ok], float), 0.0, 1.0)
+        colors = np.zeros((len(ok), 4))
+        colors[:, :3] = (0.12, 0.35, 0.75)
+        colors[:, 3] = 0.15 + 0.85 * cs
+        ax_off.scatter(xs, ys, s=10 + 90 * cs, c=colors, edgecolors="none", label="window offset", zorder=3)
+        if len(ok) > 1:
+            ax_off.plot(xs, ys, color=(0.12, 0.35, 0.75), lw=0.6, alpha=0.4, zorder=2)
+    if report.offset_ms is not None:
+        ax_off.axhline(report.offset_ms, color="tab:red", lw=1.6, zorder=4,
+                       label=f"whole file {report.offset_ms:+.1f} ms ({report.confidence:.2f})")
+    drift = report.drift
+    if drift is not None and getattr(drift, "intercept_ms", None) is not None:
+        xx = np.array([t0, t1])
+        ax_off.plot(xx, drift.intercept_ms + drift.ms_per_min / 60.0 * xx, color="tab:orange", lw=1, ls="--",
+                    label=f"drift {drift.ms_per_min:+.2f} ms/min", zorder=4)
+    ys_all = [tol.lead_ms, -tol.lag_ms] + [w.offset_ms for w in ok]
+    if report.offset_ms is not None:
+        ys_all.append(report.offset_ms)
+    lo, hi = min(ys_all), max(ys_all)
+    pad = max(20.0, 0.12 * (hi - lo))
+    ax_off.set_ylim(lo - pad, hi + pad)
+    ax_off.set_xlim(t0, t1)
+    ax_off.set_ylabel("offset ms (+ audio leads)")
+    verdict = (report.verdict or "").replace("_", " ")
+    name = os.path.basename(str(media.get("path") or ""))
+    title = f"{name}: {verdict}"
+    if report.offset_ms is None:
+        title += f" ({report.reason or 'no usable cue'})"
+        ax_off.text(0.5, 0.5, "not assessable", transform=ax_off.transAxes, ha="center", va="center",
+                    color="0.4", fontsize=14)
+    ax_off.set_title(f"{title}  [method {report.method}]", fontsize=10)
+    ax_off.legend(loc="upper right", fontsize=7, framealpha=0.8)
+    ax_off.grid(alpha=0.3)
+
+    # -- confidence per window -------------------------------------------------------
+    if wins:
+        left = np.array([w.start_s for w in wins])
+        width = np.array([max(w.end_s - w.start_s, 1e-3) for w in wins])
+        conf = np.clip(np.array([w.confidence for w in wins], float), 0.0, 1.0)
+        # overlapping windows: draw each as a thin bar at its centre
+        centres = np.sort(left + width / 2)
+        step = float(np.min(np.diff(centres))) if len(wins) > 1 else float(width[0])
+        bar_w = np.minimum(width, max(step, 1e-3)) * 0.8
+        colors = ["tab:blue" if w.offset_ms is not None else "0.6" for w in wins]
+        ax_conf.bar(left + width / 2, conf, width=bar_w, color=colors, alpha=0.8)
+    from .timeline import MIN_CONFIDENCE
+
+    ax_conf.axhline(MIN_CONFIDENCE, color="0.4", lw=0.8, ls=":", label="judged above")
+    ax_conf.set_ylim(0, 1.02)
+    ax_conf.set_ylabel("confidence")
+    ax_conf.set_xlabel("time s")
+    ax_conf.grid(alpha=0.3)
+
+    # -- lag profile --------------------------------------------------------------------
+    prof = report.profile
+    if prof is not None and len(getattr(prof, "lag_ms", [])) > 0:
+        lag = np.asarray(prof.lag_ms, float)
+        val = np.asarray(prof.value, float)
+        good = np.isfinite(lag) & np.isfinite(val)
+        ax_prof.plot(lag[good], val[good], color="tab:purple", lw=1)
+        if report.offset_ms is not None:
+            ax_prof.axvline(report.offset_ms, color="tab:red", lw=1)
+        ax_prof.axvspan(-tol.lag_ms, tol.lead_ms, color="tab:green", alpha=0.12, lw=0)
+        kind = getattr(prof, "kind", "correlation")
+        ax_prof.set_ylabel("distance" if kind == "distance" else "correlation", fontsize=8)
+    else:
+        ax_prof.text(0.5, 0.5, "no lag profile", transform=ax_prof.transAxes, ha="center", va="center",
+                     color="0.4")
+    ax_prof.set_xlabel("candidate lag ms (+ audio leads)")
+    ax_prof.grid(alpha=0.3)
+
+    folder = os.path.dirname(os.path.abspath(png_path))
+    if not os.path.isdir(folder):
+        raise OSError(f"folder does not exist: {folder}")
+    fig.savefig(png_path, format="png")
+    return png_path
