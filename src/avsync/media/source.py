@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass
 from fractions import Fraction
@@ -128,6 +129,10 @@ class MediaSource(ABC):
             raise NoAudio("no audio stream", self.path)
 
 
+#: demuxers that accept almost any bytes (plain text shown as a picture, ...)
+_NOT_MEDIA_FORMATS = {"tty": "text", "txt": "text"}
+
+
 def _is_cover_art(stream) -> bool:
     try:
         return bool(stream.disposition & 0x400)  # AV_DISPOSITION_ATTACHED_PIC
@@ -177,7 +182,15 @@ class FileSource(MediaSource):
             self._container = av.open(self.path, metadata_errors="ignore")
         except Exception as exc:  # av.error.* and OSError
             raise CannotOpen(f"cannot open as media ({_short(exc)})", self.path) from None
-        self._info = self._probe()
+        fmt = getattr(self._container.format, "name", "") or ""
+        if fmt in _NOT_MEDIA_FORMATS:
+            self.close()
+            raise CannotOpen(f"not a media file (read as {_NOT_MEDIA_FORMATS[fmt]})", self.path)
+        try:
+            self._info = self._probe()
+        except Exception as exc:
+            self.close()
+            raise CannotOpen(f"cannot read the stream parameters ({_short(exc)})", self.path) from None
 
     # -- description -------------------------------------------------------------------
     def _video_stream(self):
@@ -198,6 +211,7 @@ class FileSource(MediaSource):
         fps = None
         width = height = None
         vstart = astart = None
+        rotation = 0
         if v is not None:
             rate = v.average_rate or v.guessed_rate or v.base_rate
             fps = float(rate) if rate else None
@@ -206,6 +220,7 @@ class FileSource(MediaSource):
             width, height = v.codec_context.width or None, v.codec_context.height or None
             if v.start_time is not None and v.time_base:
                 vstart = float(v.start_time * v.time_base)
+            rotation = self._peek_rotation(v)
         if a is not None and a.start_time is not None and a.time_base:
             astart = float(a.start_time * a.time_base)
         duration = 0.0
@@ -223,12 +238,47 @@ class FileSource(MediaSource):
             width=width,
             height=height,
             audio_channels=(a.codec_context.channels if a is not None else None),
+            rotation=rotation,
             video_start_s=vstart,
             audio_start_s=astart,
             video_codec=v.codec_context.name if v is not None else None,
             audio_codec=a.codec_context.name if a is not None else None,
             format_name=c.format.name,
         )
+
+    def _peek_rotation(self, v) -> int:
+        """Display rotation (degrees clockwise) of the video stream.
+
+        PyAV does not expose the stream's display matrix, only each decoded frame's,
+        so the first frame is decoded from a second, throw-away handle (local
+        files only; the main handle stays at the start)."""
+        rot = str((v.metadata or {}).get("rotate", "") or "").strip()
+        if rot.lstrip("-").isdigit():
+            return int(rot) % 360
+        if str(self.path).startswith(("http://", "https://")):
+            return 0
+        import av
+
+        try:
+            with av.open(self.path, metadata_errors="ignore") as peek:
+                stream = None
+                for s in peek.streams.video:
+                    if s.index == v.index:
+                        stream = s
+                if stream is None:
+                    return 0
+                for n, packet in enumerate(peek.demux(stream)):
+                    if n > 64:
+                        break
+                    try:
+                        frames = packet.decode()
+                    except av.error.FFmpegError:
+                        continue
+                    for frame in frames:
+                        return _frame_rotation(frame)
+        except Exception:
+            pass
+        return 0
 
     @property
     def info(self) -> MediaInfo:
@@ -316,6 +366,7 @@ def _short(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
     # PyAV messages repeat the file name; keep the reason
     text = text.split(": '")[0]
+    text = re.sub(r"^\[Errno -?\d+\]\s*", "", text)
     return " ".join(text.split())[:200]
 
 

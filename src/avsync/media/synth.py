@@ -102,27 +102,41 @@ def _beep(rate: int, rng: np.random.Generator) -> np.ndarray:
     return (0.8 * env * (tone + noise)).astype(np.float64)
 
 
-def _picture(width: int, height: int, video: str, level: float, marker: bool) -> np.ndarray:
-    """One grey picture (uint8, H x W): dark background with a textured border,
-    a square at the centre whose brightness is ``level`` (0..1), and a small
-    bright marker in the top-left corner (so rotations can be told apart)."""
-    img = np.full((height, width), 24, np.uint8)
-    # a fixed texture so the encoder and the motion features see a real picture
-    yy, xx = np.mgrid[0:height, 0:width]
-    img += (((xx // max(1, width // 16)) + (yy // max(1, height // 12))) % 2 * 10).astype(np.uint8)
-    if marker:
+class _Painter:
+    """Grey pictures (uint8, H x W): a dark background with a fixed checker texture,
+    a small bright marker in the top-left corner (so rotations can be told apart)
+    and, for 'events', a square at the centre whose brightness is ``level`` (0..1)."""
+
+    def __init__(self, width: int, height: int, video: str):
+        self.video = video
+        img = np.full((height, width), 24, np.uint8)
+        cx = (np.arange(width) // max(1, width // 16)) % 2
+        cy = (np.arange(height) // max(1, height // 12)) % 2
+        img += ((cx[None, :] + cy[:, None]) % 2 * 10).astype(np.uint8)
         mh, mw = max(2, height // 10), max(2, width // 10)
         img[:mh, :mw] = 200
-    if video == "events" and level > 0:
+        self.base = img
         s = max(2, min(width, height) // 3)
-        y0, x0 = (height - s) // 2, (width - s) // 2
-        val = int(round(40 + 215 * level))
-        img[y0:y0 + s, x0:x0 + s] = val
-    return img
+        self.box = ((height - s) // 2, (width - s) // 2, s)
+        self._chroma = np.full((height // 2, width), 128, np.uint8)
+        self._cache: dict[int, np.ndarray] = {}
 
+    def grey(self, level: float) -> np.ndarray:
+        val = int(round(40 + 215 * level)) if (self.video == "events" and level > 0) else 0
+        img = self._cache.get(val)
+        if img is None:
+            img = self.base.copy()
+            if val:
+                y0, x0, s = self.box
+                img[y0:y0 + s, x0:x0 + s] = val
+            if len(self._cache) > 16:  # bounded: 4K pictures are 8 MB each
+                self._cache.clear()
+            self._cache[val] = img
+        return img
 
-def _to_rgb(grey: np.ndarray) -> np.ndarray:
-    return np.repeat(grey[:, :, None], 3, axis=2)
+    def yuv420p(self, level: float) -> np.ndarray:
+        """The picture as a (H * 3/2, W) yuv420p array (neutral chroma)."""
+        return np.concatenate([self.grey(level), self._chroma], axis=0)
 
 
 def _audio_frame_format(codec_ctx) -> tuple[str, bool]:
@@ -166,7 +180,8 @@ def make_clip(path: str | os.PathLike, *, duration_s: float = 8.0, fps: float | 
               width: int = 320, height: int = 240, audio_rate: int = 48000, channels: int = 1,
               audio: str = "events", video: str = "events", offset_ms: float = 0.0, vfr: bool = False,
               rotation: int = 0, audio_start_s: float = 0.0, video_codec: str = "h264",
-              audio_codec: str = "aac", seed: int = 0, events: list[float] | None = None) -> SynthEvents:
+              audio_codec: str = "aac", seed: int = 0, events: list[float] | None = None,
+              container_options: dict[str, str] | None = None) -> SynthEvents:
     """Write a synthetic clip to ``path`` (container chosen from the extension).
 
     ``audio``: 'events' (a beep per event), 'silence' (digital zeros) or 'none';
@@ -177,7 +192,8 @@ def make_clip(path: str | os.PathLike, *, duration_s: float = 8.0, fps: float | 
     display), written as the stream's display matrix.  ``audio_start_s`` delays
     the whole audio stream in the container (its first sample is at that time),
     which makes the audio lag by that much more.  ``events`` overrides the
-    random event times.  Returns the event times (:class:`SynthEvents`).
+    random event times; ``container_options`` go to the muxer (e.g.
+    ``{"movflags": "faststart"}``).  Returns the event times (:class:`SynthEvents`).
     """
     import av
 
@@ -213,7 +229,7 @@ def make_clip(path: str | os.PathLike, *, duration_s: float = 8.0, fps: float | 
     if video == "events":
         result.video = [float(t) for t in ev_v]
 
-    container = av.open(path, mode="w")
+    container = av.open(path, mode="w", options=dict(container_options or {}))
     try:
         vs = as_ = None
         if video != "none":
@@ -240,14 +256,14 @@ def make_clip(path: str | os.PathLike, *, duration_s: float = 8.0, fps: float | 
         # ---- video ----
         if vs is not None:
             tb = vs.codec_context.time_base
+            painter = _Painter(width, height, video)
             for t, tf in zip(ftimes, ft):
                 level = 0.0
                 if video == "events" and ev_v.size:
                     k = np.searchsorted(ev_v, tf + 1e-9) - 1
                     if k >= 0:
                         level = max(0.0, 1.0 - (tf - ev_v[k]) / FLASH_FADE_S)
-                img = _picture(width, height, video, level, marker=True)
-                frame = av.VideoFrame.from_ndarray(_to_rgb(img), format="rgb24")
+                frame = av.VideoFrame.from_ndarray(painter.yuv420p(level), format="yuv420p")
                 frame.pts = int(round(t / tb))
                 frame.time_base = tb
                 for pkt in vs.encode(frame):
