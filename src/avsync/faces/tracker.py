@@ -51,10 +51,11 @@ class FaceTracker:
         self._prev: np.ndarray | None = None
         self._n = 0
         self._since_detect = 0
+        self._small_faces = False  # faces were only found at full analysis size
 
-    def _detect(self, img: np.ndarray):
+    def _detect_at(self, img: np.ndarray, side: int):
         h, w = img.shape
-        scale = min(1.0, self.detect_side / max(h, w))
+        scale = min(1.0, side / max(h, w))
         small = img
         if scale < 1.0:
             import cv2
@@ -69,6 +70,20 @@ class FaceTracker:
         r = rects[i]
         inv = 1.0 / scale
         return (r.left() * inv, r.top() * inv, r.right() * inv, r.bottom() * inv), float(scores[i])
+
+    def _detect(self, img: np.ndarray):
+        """Detect on a copy scaled to ``detect_side``; when that finds nothing in a larger
+        frame (a small face in a wide shot: HOG needs ~80 px faces), retry at the full
+        analysis size.  Once a face was only found that way, keep detecting at full size."""
+        big = max(img.shape) > self.detect_side
+        if not self._small_faces or not big:
+            box, score = self._detect_at(img, self.detect_side)
+            if box is not None or not big:
+                return box, score
+        box, score = self._detect_at(img, max(img.shape))
+        if box is not None:
+            self._small_faces = True
+        return box, score
 
     def _fit(self, img: np.ndarray, box) -> np.ndarray:
         l, t, r, b = (int(round(x)) for x in box)

@@ -10,8 +10,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-#: the per-frame mouth measures, all normalised by the inter-ocular distance
+#: the per-frame mouth measures; the geometric ones are normalised by the inter-ocular
+#: distance averaged over about one second (a per-frame distance adds landmark jitter)
 MOUTH_KEYS = ("inner_open", "outer_open", "width", "dark")
+#: the geometric measures (pixel distances divided by the smoothed face size)
+GEOMETRIC_KEYS = ("inner_open", "outer_open", "width")
+#: frames over which the face size is averaged
+IOD_SMOOTH_FRAMES = 25
 
 
 @dataclass
@@ -35,8 +40,9 @@ class VisualFeatures:
         return float(self.face_detected.mean())
 
 
-def mouth_measures(pts: np.ndarray, img: np.ndarray) -> tuple[float, float, float, float, float]:
-    """(inner_open, outer_open, width, dark, iod) of one face's 68 landmarks."""
+def mouth_measures(pts: np.ndarray, img: np.ndarray, normalise: bool = True) -> tuple[float, float, float, float, float]:
+    """(inner_open, outer_open, width, dark, iod) of one face's 68 landmarks; the first
+    three in units of ``iod`` (or in pixels when ``normalise`` is False)."""
     iod = float(np.linalg.norm(pts[42:48].mean(0) - pts[36:42].mean(0)))
     inner = float(np.mean(np.linalg.norm(pts[[61, 62, 63]] - pts[[67, 66, 65]], axis=1)))
     outer = float(np.mean(np.linalg.norm(pts[[50, 51, 52]] - pts[[58, 57, 56]], axis=1)))
@@ -54,7 +60,7 @@ def mouth_measures(pts: np.ndarray, img: np.ndarray) -> tuple[float, float, floa
     nx, ny = pts[27:31, 0].mean(), pts[27:31, 1].mean()
     ref = img[int(np.clip(ny, 0, h - 1)), int(np.clip(nx, 0, w - 1))]
     dark = float(ref) - float(patch.mean()) if patch.size else np.nan
-    s = max(iod, 1e-3)
+    s = max(iod, 1e-3) if normalise else 1.0
     return inner / s, outer / s, width / s, dark / 255.0, iod
 
 
@@ -109,7 +115,7 @@ class VisualFeatureExtractor:
             self._face.append(False)
             self._iod.append(np.nan)
         else:
-            m = mouth_measures(obs.landmarks, img)
+            m = mouth_measures(obs.landmarks, img, normalise=False)
             self._mouth.append(m[:4])
             self._face.append(True)
             self._iod.append(m[4])
@@ -119,7 +125,13 @@ class VisualFeatureExtractor:
             return None
         order = np.argsort(np.asarray(self._t), kind="stable")
         t = np.asarray(self._t, np.float64)[order]
-        mouth = np.asarray(self._mouth, np.float32)[order]
+        mouth = np.asarray(self._mouth, np.float64)[order]
+        iod = np.asarray(self._iod, np.float64)[order]
+        size = _smooth_size(iod, IOD_SMOOTH_FRAMES)
+        for i, k in enumerate(MOUTH_KEYS):
+            if k in GEOMETRIC_KEYS:
+                mouth[:, i] = mouth[:, i] / np.maximum(size, 1e-3)
+        mouth = mouth.astype(np.float32)
         return VisualFeatures(
             times=t,
             fps=self.fps,
@@ -127,6 +139,19 @@ class VisualFeatureExtractor:
             block_motion=np.asarray(self._blocks, np.float32)[order],
             mouth={k: mouth[:, i] for i, k in enumerate(MOUTH_KEYS)},
             face_detected=np.asarray(self._face, bool)[order],
-            face_size=np.asarray(self._iod, np.float32)[order],
+            face_size=iod.astype(np.float32),
             still=not self._changed,
         )
+
+
+def _smooth_size(x: np.ndarray, width: int) -> np.ndarray:
+    """Centred moving average over ``width`` frames ignoring NaN (NaN where ``x`` is NaN)."""
+    width = max(1, min(int(width), x.size))
+    m = np.isfinite(x)
+    k = np.ones(width)
+    s = np.convolve(np.where(m, x, 0.0), k, mode="same")
+    c = np.convolve(m.astype(np.float64), k, mode="same")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = np.where(c > 0, s / np.maximum(c, 1), np.nan)
+    out[~m] = np.nan
+    return out
