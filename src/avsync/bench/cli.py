@@ -12,10 +12,23 @@ def register(subparsers) -> None:
     s.add_argument("dirs", nargs="+", metavar="MEDIA_DIR")
     s.add_argument("--method", default="auto")
     s.add_argument("--out", help="write every measurement as JSON Lines here")
+    s.add_argument("--workers", type=int, default=None, help="parallel processes (default: all cores)")
     s.set_defaults(func=run_shift)
+    c = sub.add_parser("calibrate", help="fit the weight-free estimators' bias and confidence on training clips")
+    c.add_argument("train_dir", metavar="TRAIN_DIR")
+    c.add_argument("--out", default="src/avsync/data/calibration.json")
+    c.add_argument("--short", type=int, default=300, help="how many 1.2-s LRC-AR clips to include")
+    c.add_argument("--seed", type=int, default=0)
+    c.set_defaults(func=run_calibrate)
 
 
 def run_shift(args: argparse.Namespace) -> int:
     from .shift import main
+
+    return main(args)
+
+
+def run_calibrate(args: argparse.Namespace) -> int:
+    from .calibrate import main
 
     return main(args)

@@ -35,7 +35,7 @@ def to_grid(times: np.ndarray, values: np.ndarray, grid: np.ndarray, max_gap: fl
 
 def nan_moving_average(x: np.ndarray, width: int) -> np.ndarray:
     """Centred moving average of width ``width`` samples ignoring NaN."""
-    width = max(1, int(width))
+    width = max(1, min(int(width), x.size))
     m = np.isfinite(x)
     xz = np.where(m, x, 0.0)
     k = np.ones(width)
