@@ -1,0 +1,46 @@
+"""Shared pytest fixtures.
+
+The real clips live in the repository's sibling folder ``../shared`` (never
+copied into the repo); tests that need them take the ``shared_dir`` fixture and
+are skipped, with the reason, when that folder is absent.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    """``../shared`` next to the repository (clips in ``media/``, the contract in ``spec/``)."""
+    if not (SHARED / "media").is_dir():
+        pytest.skip(f"shared media folder not found at {SHARED} (real clips are not in the repo)")
+    return SHARED
+
+
+@pytest.fixture(scope="session")
+def media_dir(shared_dir: Path) -> Path:
+    return shared_dir / "media"
+
+
+def _clip(media_dir: Path, rel: str) -> Path:
+    p = media_dir / rel
+    if not p.is_file():
+        pytest.skip(f"clip {rel} not found under {media_dir}")
+    return p
+
+
+@pytest.fixture(scope="session")
+def speech_clip(media_dir: Path) -> Path:
+    """A short talking-head clip (SyncNet's example, about 12.7 s, 25 fps, PCM audio)."""
+    return _clip(media_dir, "speech/syncnet_example.avi")
+
+
+@pytest.fixture(scope="session")
+def far_out_clip(media_dir: Path) -> Path:
+    """The same talk with the audio lagging by about 470 ms more: far out of sync."""
+    return _clip(media_dir, "known_offset/syncnetfcn_test_offset_12.avi")
