@@ -236,3 +236,21 @@ def test_plot_writes_png(capsys, speech_clip, tmp_path):
     json.loads(out)  # the plot did not disturb stdout
     assert png.read_bytes()[:8] == PNG_MAGIC
     assert png.stat().st_size > 10_000
+
+
+def test_sample_writes_a_clip_with_the_asked_offset(capsys, tmp_path):
+    pytest.importorskip("avsync.media.synth", reason="synthetic media module not available")
+    clip = tmp_path / "sample.mp4"
+    rc, out, err = run(capsys, "sample", clip, "--offset-ms", "120", "--duration", "4")
+    assert rc == 0, err
+    assert clip.is_file() and str(clip) in out
+    rc, out, err = run(capsys, "detect", "--json", clip)
+    assert rc == 0, err
+    d = json.loads(out)
+    if d["offset_ms"] is not None:
+        assert d["offset_ms"] == pytest.approx(120.0, abs=40.0)
+
+
+def test_sample_bad_duration_is_usage_error(capsys, tmp_path):
+    rc, out, _ = run(capsys, "sample", tmp_path / "s.mp4", "--duration", "-1")
+    assert rc == 2 and out == ""

@@ -21,7 +21,7 @@ import os
 import tempfile
 from fractions import Fraction
 
-from ..errors import CannotOpen, MediaError
+from ..errors import AvsyncError, CannotOpen, MediaError
 
 #: containers whose audio timing is implied by the byte count, not by timestamps
 _NO_AUDIO_DELAY_FORMATS = {"avi"}
@@ -202,11 +202,13 @@ def shift_file(src: str | os.PathLike, dst: str | os.PathLike, audio_delay_s: fl
     try:
         shift_streams(src, tmp, audio_delay_s)
         os.replace(tmp, dst)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except OSError:
             pass
+        if isinstance(exc, AvsyncError) and exc.path == tmp:
+            exc.path = dst  # name the file the user asked for, not the temporary one
         raise
     return dst
 
