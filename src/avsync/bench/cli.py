@@ -20,6 +20,12 @@ def register(subparsers) -> None:
     c.add_argument("--short", type=int, default=300, help="how many 1.2-s LRC-AR clips to include")
     c.add_argument("--seed", type=int, default=0)
     c.set_defaults(func=run_calibrate)
+    sp = sub.add_parser("speed", help="wall time vs the ffmpeg decode floor, real-time factor, peak RSS")
+    sp.add_argument("clip", metavar="CLIP")
+    sp.add_argument("--seconds", type=float, default=60.0, help="loop the clip to at least this long")
+    sp.add_argument("--runs", type=int, default=5)
+    sp.add_argument("--method", default="auto")
+    sp.set_defaults(func=run_speed)
 
 
 def run_shift(args: argparse.Namespace) -> int:
@@ -30,5 +36,11 @@ def run_shift(args: argparse.Namespace) -> int:
 
 def run_calibrate(args: argparse.Namespace) -> int:
     from .calibrate import main
+
+    return main(args)
+
+
+def run_speed(args: argparse.Namespace) -> int:
+    from .speed import main
 
     return main(args)

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+import queue
+import threading
+from typing import Callable, Iterator
 
 from ..errors import DecodeError, NoAudio, NoVideo
 from ..media.source import AudioChunk, DecodeOptions, MediaInfo, MediaSource
@@ -30,7 +32,7 @@ def extract_features(source: MediaSource, faces: str = "auto", max_side: int = 6
     vex = VisualFeatureExtractor(info.video_fps or 25.0, faces=faces)
     total = info.duration_s or 0.0
     last = -1.0
-    for item in source.decode(opts):
+    for item in _prefetch(source.decode(opts)):
         if isinstance(item, AudioChunk):
             aex.add(item)
         else:
@@ -46,6 +48,44 @@ def extract_features(source: MediaSource, faces: str = "auto", max_side: int = 6
     if progress is not None:
         progress(total, total)
     return Features(info=info, audio=audio, visual=visual)
+
+
+def _prefetch(items: Iterator, depth: int = 32) -> Iterator:
+    """Run ``items`` in a background thread, ``depth`` items ahead: decoding (which
+    releases the GIL inside FFmpeg) overlaps with the face analysis of earlier frames.
+    Memory stays bounded by ``depth`` small frames; errors re-raise in the consumer."""
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    done = object()
+    stop = threading.Event()
+
+    def work():
+        try:
+            for it in items:
+                while not stop.is_set():
+                    try:
+                        q.put(it, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put(done)
+        except BaseException as exc:  # handed to the consumer
+            q.put(exc)
+
+    th = threading.Thread(target=work, name="avsync-decode", daemon=True)
+    th.start()
+    try:
+        while True:
+            it = q.get()
+            if it is done:
+                return
+            if isinstance(it, BaseException):
+                raise it
+            yield it
+    finally:
+        stop.set()
+        th.join(timeout=5)
 
 
 __all__ = ["AudioFeatures", "Features", "VisualFeatures", "extract_features"]
