@@ -14,6 +14,7 @@ import logging
 import math
 import os
 import sys
+import warnings
 
 from .. import __version__
 from ..errors import AvsyncError, UsageError
@@ -338,15 +339,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     try:
         from ..bench.cli import register as register_bench
-    except ImportError as exc:  # pragma: no cover - optional part missing
-        log.debug("bench commands unavailable: %s", exc)
-    else:
         register_bench(sub)
+    except Exception as exc:  # pragma: no cover - a broken optional part must not break the CLI
+        log.debug("bench commands unavailable: %s", exc)
     return parser
 
 
 def _setup_logging(verbose: int) -> None:
     if not verbose:
+        # numeric warnings (empty slices, ...) are diagnostics, not results: shown with -v only
+        warnings.filterwarnings("ignore", category=RuntimeWarning)
         return
     level = logging.DEBUG if verbose > 1 else logging.INFO
     handler = logging.StreamHandler(sys.stderr)
