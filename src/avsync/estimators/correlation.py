@@ -94,8 +94,8 @@ class CorrelationEstimator(Estimator):
         if support < self.min_support_s:
             return Estimate.abstain("too little usable signal", self.cue)
         stack = np.vstack(profiles)
-        with np.errstate(invalid="ignore"):
-            prof = np.nanmean(stack, axis=0) if np.isfinite(stack).any() else stack[0]
+        cnt = np.isfinite(stack).sum(0)
+        prof = np.where(cnt > 0, np.nansum(stack, axis=0) / np.maximum(cnt, 1), np.nan)
         lags_ms = (np.arange(-max_lag, max_lag + 1)) * 1000.0 / GRID_HZ
         peak = find_peak(prof, int(round(EXCLUDE_MS / 1000 * GRID_HZ)))
         if peak is None:
