@@ -18,7 +18,12 @@ class AvsyncError(Exception):
 
     def __str__(self) -> str:  # one line, always
         msg = " ".join(str(self.reason).split())
-        return f"{self.path}: {msg}" if self.path else msg
+        if not self.path:
+            return msg
+        path = str(self.path)
+        if any(ord(c) < 32 or ord(c) == 127 for c in path):  # keep it one line
+            path = path.encode("unicode_escape").decode("ascii")
+        return f"{path}: {msg}"
 
 
 class MediaError(AvsyncError):

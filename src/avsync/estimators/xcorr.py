@@ -50,7 +50,7 @@ def highpass(x: np.ndarray, width: int, edge: int | None = None) -> np.ndarray:
 
     The first and last ``edge`` valid samples of every run are set to NaN: filter
     transients there would line up at lag 0 in both streams and fake agreement."""
-    y = x - nan_moving_average(x, width)
+    y = x - nan_moving_average(x, int(width) | 1)  # odd: a centred window
     y[~np.isfinite(x)] = np.nan
     return drop_run_edges(y, width // 4 if edge is None else edge)
 
@@ -154,8 +154,9 @@ def find_peak(profile: np.ndarray, exclude: int) -> Peak | None:
         cand = idx[locmax[idx]]
         if cand.size:
             second = float(y[cand].max())
-        else:
-            second = float(y[idx].max())
+        else:  # a single clean peak: only the range ends compete with it
+            ends = [k for k in (idx[0], idx[-1]) if k in (np.flatnonzero(ok)[0], np.flatnonzero(ok)[-1])]
+            second = float(max(y[k] for k in ends)) if ends else -1.0
     valid = np.flatnonzero(ok)
     at_edge = i <= valid[0] + 1 or i >= valid[-1] - 1
     med = np.median(y[ok])
