@@ -89,7 +89,8 @@ class CorrelationEstimator(Estimator):
         for v, a in pairs:
             both = np.isfinite(v) & np.isfinite(a)
             supports.append(both.sum() / GRID_HZ)
-            profiles.append(lagged_pearson(v, a, max_lag, min_overlap=int(self.min_support_s * GRID_HZ)))
+            profiles.append(lagged_pearson(v, a, max_lag, min_overlap=int(self.min_support_s * GRID_HZ),
+                                           overlap_weight=True))
         support = float(np.max(supports)) if supports else 0.0
         if support < self.min_support_s:
             return Estimate.abstain("too little usable signal", self.cue)

@@ -77,9 +77,13 @@ def _xcorr_full(x: np.ndarray, y: np.ndarray, max_lag: int, nfft: int) -> np.nda
     return np.concatenate([c[-max_lag:], c[: max_lag + 1]]) if max_lag > 0 else c[:1]
 
 
-def lagged_pearson(v: np.ndarray, a: np.ndarray, max_lag: int, min_overlap: int = 10) -> np.ndarray:
+def lagged_pearson(v: np.ndarray, a: np.ndarray, max_lag: int, min_overlap: int = 10,
+                   overlap_weight: bool = False) -> np.ndarray:
     """Pearson correlation of ``v[n]`` and ``a[n - L]`` over their common valid samples,
-    for every lag ``L`` in ``[-max_lag, max_lag]``; NaN where the overlap is too small."""
+    for every lag ``L`` in ``[-max_lag, max_lag]``; NaN where the overlap is too small.
+
+    ``overlap_weight`` scales each lag's r by its overlap relative to the largest one, so
+    a lag that compares only a sliver of the signals cannot win on luck (short clips)."""
     v = np.asarray(v, np.float64)
     a = np.asarray(a, np.float64)
     n = max(v.size, a.size)
@@ -102,7 +106,10 @@ def lagged_pearson(v: np.ndarray, a: np.ndarray, max_lag: int, min_overlap: int 
         vara = saa - sa * sa / cnt
         r = cov / np.sqrt(np.maximum(varv, 0) * np.maximum(vara, 0))
     r[(cnt < max(min_overlap, 3)) | ~np.isfinite(r)] = np.nan
-    return np.clip(r, -1.0, 1.0)
+    r = np.clip(r, -1.0, 1.0)
+    if overlap_weight and cnt.max() > 0:
+        r = r * (cnt / cnt.max())
+    return r
 
 
 def parabolic_peak(y: np.ndarray, i: int) -> tuple[float, float]:
