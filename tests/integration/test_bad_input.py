@@ -252,8 +252,6 @@ def test_hostile_file_name(media):
     assert kind == "error"
 
 
-@pytest.mark.xfail(reason="AvsyncError.__str__ prints the path verbatim; a newline in a file name "
-                          "breaks the one-line message (fix belongs in avsync/errors.py)", strict=False)
 def test_newline_in_file_name(media):
     p = media / "two\nlines.mp4"
     p.write_bytes(b"garbage" * 100)

@@ -218,8 +218,6 @@ def test_find_peak_runner_up_and_margin():
     assert pk.spread > 0
 
 
-@pytest.mark.xfail(reason="find_peak falls back to the highest far sample (the main peak's slope) when the "
-                          "profile has no other local maximum; its docstring says range edges only", strict=False)
 def test_find_peak_runner_up_ignores_main_slope():
     lags = np.arange(-50, 51)
     prof = np.exp(-0.5 * (lags / 12.0) ** 2)  # one broad peak, nothing else
