@@ -264,8 +264,10 @@ def report(rows: list[Row], wall_s: float, workers: int) -> str:
     real = [r for r in rows if r.kind != "mismatch"]
     out = []
     by = defaultdict(list)
+    # a clip's length class comes from its unshifted copy (a container shift lengthens the file)
+    length_of = {r.clip: r.duration_s for r in real if r.kind == "content" and r.shift_ms == 0 and not r.error}
     for r in real:
-        length = "<5s" if r.duration_s < 5.0 else ">=5s"
+        length = "<5s" if length_of.get(r.clip, r.duration_s) < 5.0 else ">=5s"
         if r.kind == "null":
             for k in ("content", "container"):
                 by[(r.family, k, length)].append(r)
