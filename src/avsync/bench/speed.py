@@ -35,7 +35,6 @@ def loop_file(src: str, dst: str, min_seconds: float) -> float:
         out = av.open(dst, "w", format="matroska")
         omap = {s.index: out.add_stream_from_template(s) for s in streams}
         tbs = {s.index: s.time_base for s in streams}
-    span = {}
     try:
         for k in range(loops):
             with av.open(src) as inp:
@@ -48,7 +47,6 @@ def loop_file(src: str, dst: str, min_seconds: float) -> float:
                     shift = int(round(k * dur / tb))
                     p.pts += shift
                     p.dts += shift
-                    span[idx] = max(span.get(idx, 0), p.pts)
                     p.stream = omap[idx]
                     out.mux(p)
     finally:
