@@ -9,6 +9,7 @@ stderr, never a traceback).
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import math
@@ -24,6 +25,12 @@ PROG = "avsync"
 EXIT_OK, EXIT_CHECK, EXIT_USAGE, EXIT_MEDIA = 0, 1, 2, 3
 
 log = logging.getLogger("avsync.cli")
+
+#: modules (relative to this package) whose ``register(subparsers)`` adds more commands;
+#: each must import its heavy dependencies lazily, inside the command it runs
+EXTENSIONS: tuple[str, ...] = (
+    "..bench.cli",
+)
 
 
 # -- helpers ---------------------------------------------------------------------------
@@ -337,11 +344,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--duration", type=_positive(), default=8.0, metavar="S", help="seconds (default 8)")
     s.set_defaults(func=cmd_sample)
 
-    try:
-        from ..bench.cli import register as register_bench
-        register_bench(sub)
-    except Exception as exc:  # pragma: no cover - a broken optional part must not break the CLI
-        log.debug("bench commands unavailable: %s", exc)
+    for module in EXTENSIONS:
+        try:
+            importlib.import_module(module, __package__).register(sub)
+        except Exception as exc:  # pragma: no cover - a broken optional part must not break the CLI
+            log.debug("%s commands unavailable: %s", module, exc)
     return parser
 
 
