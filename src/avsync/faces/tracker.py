@@ -15,13 +15,34 @@ from functools import lru_cache
 import numpy as np
 
 
+LANDMARK_MODEL = "shape_predictor_68_face_landmarks.dat"
+
+
+def landmark_model_path() -> str:
+    """Path of dlib's 68-point model inside the installed ``face_recognition_models`` package.
+
+    Found without importing the package: its ``__init__`` needs ``pkg_resources``, which
+    recent setuptools releases no longer ship.
+    """
+    import importlib.util
+    import os
+
+    spec = importlib.util.find_spec("face_recognition_models")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("the face_recognition_models package is not installed")
+    for root in spec.submodule_search_locations:
+        path = os.path.join(root, "models", LANDMARK_MODEL)
+        if os.path.isfile(path):
+            return path
+    raise FileNotFoundError(f"{LANDMARK_MODEL} not found in the face_recognition_models package")
+
+
 @lru_cache(maxsize=1)
 def _models():
     import dlib
-    import face_recognition_models
 
     detector = dlib.get_frontal_face_detector()
-    predictor = dlib.shape_predictor(face_recognition_models.pose_predictor_model_location())
+    predictor = dlib.shape_predictor(landmark_model_path())
     return dlib, detector, predictor
 
 
