@@ -19,6 +19,8 @@ def register(subparsers) -> None:
     c.add_argument("--out", default="src/avsync/data/calibration.json")
     c.add_argument("--short", type=int, default=300, help="how many 1.2-s LRC-AR clips to include")
     c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--events", metavar="EVENT_DIR",
+                   help="fit the motion cue on these non-speech clips (with a leave-one-clip-out check)")
     c.set_defaults(func=run_calibrate)
     sp = sub.add_parser("speed", help="wall time vs the ffmpeg decode floor, real-time factor, peak RSS")
     sp.add_argument("clip", metavar="CLIP")

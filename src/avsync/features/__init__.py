@@ -28,18 +28,20 @@ def extract_features(source: MediaSource, faces: str = "auto", max_side: int = 6
     info = source.info
     source.require(audio=True, video=True)
     opts = DecodeOptions(max_side=max_side, max_duration_s=max_duration_s)
-    aex = AudioFeatureExtractor(opts.audio_rate)
-    vex = VisualFeatureExtractor(info.video_fps or 25.0, faces=faces)
     total = info.duration_s or 0.0
     last = -1.0
-    for item in _prefetch(source.decode(opts)):
-        if isinstance(item, AudioChunk):
-            aex.add(item)
-        else:
-            vex.add(item)
-            if progress is not None and item.t - last >= 1.0:
-                last = item.t
-                progress(item.t, total)
+    # decoding starts at once, so it overlaps with loading the face models (~0.5 s)
+    with _Prefetch(source.decode(opts), depth=PREFETCH_DEPTH) as feed:
+        aex = AudioFeatureExtractor(opts.audio_rate)
+        vex = VisualFeatureExtractor(info.video_fps or 25.0, faces=faces)
+        for item in feed:
+            if isinstance(item, AudioChunk):
+                aex.add(item)
+            else:
+                vex.add(item)
+                if progress is not None and item.t - last >= 1.0:
+                    last = item.t
+                    progress(item.t, total)
     audio, visual = aex.finish(), vex.finish()
     if audio is None:
         raise NoAudio("no decodable audio", source.path)
@@ -50,42 +52,62 @@ def extract_features(source: MediaSource, faces: str = "auto", max_side: int = 6
     return Features(info=info, audio=audio, visual=visual)
 
 
-def _prefetch(items: Iterator, depth: int = 32) -> Iterator:
+#: decoded items (small grey frames or audio chunks) the decode thread may run ahead:
+#: at most ~40 MB of 640-px frames, enough to cover the face-model load at start
+PREFETCH_DEPTH = 160
+
+
+class _Prefetch:
     """Run ``items`` in a background thread, ``depth`` items ahead: decoding (which
     releases the GIL inside FFmpeg) overlaps with the face analysis of earlier frames.
-    Memory stays bounded by ``depth`` small frames; errors re-raise in the consumer."""
-    q: queue.Queue = queue.Queue(maxsize=depth)
-    done = object()
-    stop = threading.Event()
+    The thread starts at once, not at the first ``next``.  Memory stays bounded by
+    ``depth`` small frames; errors re-raise in the consumer; leaving the ``with`` block
+    stops the thread whether or not the items were consumed."""
 
-    def work():
+    _DONE = object()
+
+    def __init__(self, items: Iterator, depth: int = 32):
+        self._q: queue.Queue = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._th = threading.Thread(target=self._work, args=(items,), name="avsync-decode", daemon=True)
+        self._th.start()
+
+    def _put(self, it) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._q.put(it, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _work(self, items: Iterator) -> None:
         try:
             for it in items:
-                while not stop.is_set():
-                    try:
-                        q.put(it, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
+                if not self._put(it):
                     return
-            q.put(done)
+            self._put(self._DONE)
         except BaseException as exc:  # handed to the consumer
-            q.put(exc)
+            self._put(exc)
 
-    th = threading.Thread(target=work, name="avsync-decode", daemon=True)
-    th.start()
-    try:
+    def __iter__(self):
         while True:
-            it = q.get()
-            if it is done:
+            it = self._q.get()
+            if it is self._DONE:
                 return
             if isinstance(it, BaseException):
                 raise it
             yield it
-    finally:
-        stop.set()
-        th.join(timeout=5)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._th.join(timeout=5)
+
+    def __enter__(self) -> "_Prefetch":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 __all__ = ["AudioFeatures", "Features", "VisualFeatures", "extract_features"]

@@ -69,7 +69,7 @@ class VisualFeatureExtractor:
 
     GRID = 4  # block motion on a GRID x GRID grid
 
-    def __init__(self, fps: float, faces: str = "auto", detect_every: int = 5):
+    def __init__(self, fps: float, faces: str = "auto", detect_every: int = 10):
         self.fps = fps
         self.faces = faces
         self._tracker = None
