@@ -13,6 +13,8 @@ def register(subparsers) -> None:
     s.add_argument("--method", default="auto")
     s.add_argument("--out", help="write every measurement as JSON Lines here")
     s.add_argument("--workers", type=int, default=None, help="parallel processes (default: all cores)")
+    s.add_argument("--shifts", metavar="MS,MS,...",
+                   help="comma-separated shifts in ms (default: 0,+-20,+-40,+-120,+-240,+-333,+-400,+-600)")
     s.set_defaults(func=run_shift)
     c = sub.add_parser("calibrate", help="fit the weight-free estimators' bias and confidence on training clips")
     c.add_argument("train_dir", metavar="TRAIN_DIR")

@@ -323,7 +323,17 @@ def main(args) -> int:
             print(f"\rbench: {done}/{total} measurements", end="" if done < total else "\n", file=sys.stderr)
 
     workers = getattr(args, "workers", None) or os.cpu_count() or 1
-    rows, wall = run(args.dirs, args.method, workers=workers, progress=progress)
+    shifts = SHIFTS_MS
+    if getattr(args, "shifts", None):
+        from ..errors import UsageError
+
+        try:
+            shifts = [float(x) for x in args.shifts.split(",") if x.strip()]
+        except ValueError:
+            raise UsageError(f"--shifts: not a comma-separated list of ms: {args.shifts!r}") from None
+        if 0.0 not in shifts:
+            shifts = [0.0, *shifts]  # consistency is judged against the unshifted estimate
+    rows, wall = run(args.dirs, args.method, shifts=shifts, workers=workers, progress=progress)
     print(f"avsync bench shift, method {args.method}, {time.strftime('%Y-%m-%d')}, "
           f"{platform.machine()} {os.cpu_count()} cores, {platform.python_version()}")
     print(report(rows, wall, workers))
