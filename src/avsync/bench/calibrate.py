@@ -49,6 +49,12 @@ def shifted(features, audio_from, shift_ms: float):
     return replace(features, audio=a)
 
 
+def family(features) -> str:
+    """Corpus of a clip, from its file name prefix (``grid_s1_...`` -> ``grid``)."""
+    name = os.path.basename(getattr(features.info, "path", "") or "")
+    return name.split("_", 1)[0].lower()
+
+
 def samples_for(method: str, feats: list, rng: random.Random) -> tuple[list[dict], list[float]]:
     """Raw estimates on real (shifted) pairs, sub-windows and null pairs.  Each row
     carries ``clip`` (its index in ``feats``) so that fits can leave clips out."""
@@ -57,8 +63,13 @@ def samples_for(method: str, feats: list, rng: random.Random) -> tuple[list[dict
     est = get_estimator(method)
     rows = []
     zero = []
+    fam = [family(F) for F in feats]
     for i, F in enumerate(feats):
         j = (i + 1 + rng.randrange(len(feats) - 1)) % len(feats)
+        # a second null partner from the same family (same corpus: same sentence templates
+        # and speaking rhythm), as in the benchmark's null control; the hardest nulls
+        kin = [k for k in range(len(feats)) if k != i and fam[k] == fam[i]]
+        partners = [j] + ([rng.choice(kin)] if kin else [])
         dur = float(F.visual.times[-1] - F.visual.times[0])
         for d in SHIFTS_MS:
             spans = [(None, None)]
@@ -73,10 +84,11 @@ def samples_for(method: str, feats: list, rng: random.Random) -> tuple[list[dict
                     if d == 0 and t0 is None:
                         zero.append((i, e.stats["raw_offset_ms"]))
             if d in (0, 240, -400):
-                e = est.estimate(shifted(F, feats[j], d))
-                if e.assessable:
-                    rows.append({"stats": e.stats, "truth": None, "null": True, "fps": F.visual.fps,
-                                 "clip": i, "whole": True})
+                for k in partners:
+                    e = est.estimate(shifted(F, feats[k], d))
+                    if e.assessable:
+                        rows.append({"stats": e.stats, "truth": None, "null": True, "fps": F.visual.fps,
+                                     "clip": i, "whole": True})
     return rows, zero
 
 
