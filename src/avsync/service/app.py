@@ -147,6 +147,8 @@ def create_app(config: ServiceConfig = ServiceConfig()) -> FastAPI:
         return _error(500, f"internal error ({type(exc).__name__})")
 
     def pool() -> Pool:
+        if "pool" not in state:  # served without the lifespan (some test clients)
+            state["pool"] = Pool(config.workers, config.workers + config.queue)
         return state["pool"]
 
     def busy() -> JSONResponse:
