@@ -53,6 +53,20 @@ class ServiceConfig:
         return os.path.join(self.data_dir, "plots")
 
 
+def watch_parent(parent: int) -> None:
+    """In each worker process: exit as soon as the server process is gone (killed with
+    -9 included), so no orphan keeps running; the restarted server resumes its jobs."""
+    import time
+
+    def watch():
+        while True:
+            if os.getppid() != parent:
+                os._exit(0)
+            time.sleep(0.5)
+
+    threading.Thread(target=watch, name="avsync-watch-parent", daemon=True).start()
+
+
 class Busy(Exception):
     pass
 
@@ -62,7 +76,8 @@ class Pool:
 
     def __init__(self, workers: int, capacity: int):
         ctx = multiprocessing.get_context("spawn")
-        self.executor = concurrent.futures.ProcessPoolExecutor(max_workers=max(1, workers), mp_context=ctx)
+        self.executor = concurrent.futures.ProcessPoolExecutor(max_workers=max(1, workers), mp_context=ctx,
+                                                               initializer=watch_parent, initargs=(os.getpid(),))
         self.capacity = max(1, capacity)
         self.inflight = 0
         self._lock = threading.Lock()
