@@ -44,6 +44,7 @@ class BatchOptions:
     scheduler: str | None = None  # Dask scheduler address
     csv: bool = False
     retry_errors: bool = False  # re-run inputs whose previous row is an error
+    scheduler_timeout_s: float = 20.0
 
 
 @dataclass
@@ -252,7 +253,7 @@ def run_batch(inputs: Iterable[str], out: str, options: BatchOptions = BatchOpti
 
         if todo:
             if options.scheduler:
-                _run_dask(todo, opts, options.scheduler, record)
+                _run_dask(todo, opts, options.scheduler, record, options.scheduler_timeout_s)
             else:
                 _run_local(todo, opts, options.workers, record)
     finally:
@@ -287,7 +288,7 @@ def _run_local(todo, opts: dict, workers: int | None, record) -> None:
             raise
 
 
-def _run_dask(todo, opts: dict, address: str, record) -> None:
+def _run_dask(todo, opts: dict, address: str, record, timeout_s: float = 20.0) -> None:
     try:
         from dask.distributed import Client, as_completed
     except ImportError as exc:
@@ -297,7 +298,7 @@ def _run_dask(todo, opts: dict, address: str, record) -> None:
     from .errors import UsageError
 
     try:
-        client = Client(address, timeout=20)
+        client = Client(address, timeout=timeout_s)
     except Exception as exc:
         raise UsageError(f"cannot reach the Dask scheduler at {address} ({' '.join(str(exc).split())[:200]})") \
             from None
