@@ -52,5 +52,9 @@ def run(args) -> int:
         app = create_app(cfg)
     except (OSError, ValueError) as exc:
         raise UsageError(f"cannot start the service ({exc})") from None
+    import sys
+
+    sys.stderr.write(f"avsync serve: http://{args.host}:{args.port}/ (API docs at /docs; data in {args.data_dir})\n")
+    sys.stderr.flush()
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
