@@ -436,7 +436,7 @@ def follow(uri: str, options: FollowOptions = FollowOptions(),
 
 # -- a MediaSource over HLS --------------------------------------------------------------------
 class HlsSource(MediaSource):
-    """An HLS playlist as a media source (VOD; a live one is read until ``max_duration_s``)."""
+    """An HLS playlist as a media source (VOD; of a live playlist, the segments listed when opened)."""
 
     def __init__(self, uri: str, follow_options: FollowOptions = FollowOptions()):
         self.path = check_location(os.fspath(uri))
@@ -468,7 +468,11 @@ class HlsSource(MediaSource):
         dec = SegmentDecoder(options, self.path)
         first_t = None
         produced = False
+        # a live playlist is read as the snapshot listed when it was opened
+        last_seq = None if self._playlist.endlist else self._playlist.segments[-1].seq
         for sd in follow(self.path, replace(self.follow_options, live_edge_segments=10**9)):
+            if last_seq is not None and sd.segment.seq > last_seq:
+                break
             if sd.data is None:
                 continue
             if sd.gap:
