@@ -263,3 +263,22 @@ def test_schemathesis_finds_no_server_errors(tmp_path):
                            env={**os.environ, "PYTHONPATH": str(REPO / "src")})
     print(r.stdout[-3000:])
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
+
+
+def test_monitor_job_for_an_allowed_hls_url(tmp_path, speech_clip):
+    from hls_helpers import HlsServer, make_shifted_hls
+
+    pl = make_shifted_hls(speech_clip, tmp_path / "hls", loops=1, shift_at_s=6.0)
+    with HlsServer(pl.parent) as hls:
+        prefix = hls.url("")
+        cfg = ServiceConfig(data_dir=str(tmp_path / "data"), workers=1, hls_allow=(prefix,))
+        with TestClient(create_app(cfg)) as c:
+            assert c.post("/api/monitor", json={"url": "http://example.com/x.m3u8"}).status_code == 403
+            assert c.post("/api/monitor", json={"url": prefix + "index.m3u8", "max_windows": 0}).status_code == 422
+            r = c.post("/api/monitor", json={"url": prefix + "index.m3u8", "max_windows": 2, "window_s": 5})
+            assert r.status_code == 202, r.text
+            j = _wait(c, r.json()["id"])
+            assert j["status"] == "done", j
+            rep = c.get(f"/api/jobs/{j['id']}/report").json()
+    assert rep["schema"] == "avsync.monitor/1" and rep["summary"]["windows"] == 2
+    assert [e["type"] for e in rep["events"]].count("window") == 2
