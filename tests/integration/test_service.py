@@ -282,3 +282,24 @@ def test_monitor_job_for_an_allowed_hls_url(tmp_path, speech_clip):
             rep = c.get(f"/api/jobs/{j['id']}/report").json()
     assert rep["schema"] == "avsync.monitor/1" and rep["summary"]["windows"] == 2
     assert [e["type"] for e in rep["events"]].count("window") == 2
+
+
+def test_pool_survives_a_crashed_worker():
+    from avsync.service.app import Pool
+
+    pool = Pool(1, 2)
+    try:
+        crashed = []
+        pool.reserve()
+        f = pool.submit(os._exit, 3, on_crash=crashed.append)
+        with pytest.raises(concurrent.futures.process.BrokenProcessPool):
+            f.result(timeout=60)
+        deadline = time.monotonic() + 10
+        while not crashed and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert crashed and isinstance(crashed[0], concurrent.futures.process.BrokenProcessPool)
+        assert pool.inflight == 0
+        pool.reserve()
+        assert pool.submit(abs, -2).result(timeout=60) == 2  # a fresh pool took over
+    finally:
+        pool.shutdown()

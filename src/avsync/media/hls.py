@@ -378,6 +378,11 @@ def follow(uri: str, options: FollowOptions = FollowOptions(),
     while True:
         if stop is not None and stop():
             return
+        if next_seq is not None and pl.segments and pl.segments[-1].seq < next_seq - 1:
+            # the media sequence went backwards: the stream was restarted; follow the new one
+            emit("discontinuity", {"seq": pl.segments[0].seq, "restart": True})
+            next_seq = pl.segments[max(0, len(pl.segments) - options.live_edge_segments)].seq
+            gap = True
         new = [s for s in pl.segments if next_seq is None or s.seq >= next_seq]
         if next_seq is not None and pl.segments and pl.segments[0].seq > next_seq:
             emit("behind", {"missed": pl.segments[0].seq - next_seq})

@@ -75,9 +75,8 @@ class Pool:
     """A process pool with a hard bound on work in flight (running + waiting)."""
 
     def __init__(self, workers: int, capacity: int):
-        ctx = multiprocessing.get_context("spawn")
-        self.executor = concurrent.futures.ProcessPoolExecutor(max_workers=max(1, workers), mp_context=ctx,
-                                                               initializer=watch_parent, initargs=(os.getpid(),))
+        self.workers = max(1, workers)
+        self.executor = self._new_executor()
         self.capacity = max(1, capacity)
         self.inflight = 0
         self._lock = threading.Lock()
@@ -92,14 +91,43 @@ class Pool:
         with self._lock:
             self.inflight = max(0, self.inflight - 1)
 
-    def submit(self, fn, *args) -> concurrent.futures.Future:
-        """Run ``fn(*args)`` on a reserved slot (released when it finishes)."""
+    def _new_executor(self):
+        ctx = multiprocessing.get_context("spawn")
+        return concurrent.futures.ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx,
+                                                      initializer=watch_parent, initargs=(os.getpid(),))
+
+    def submit_raw(self, fn, *args) -> concurrent.futures.Future:
+        """Submit without touching the slot count; a pool broken by a crashed worker is replaced."""
         try:
-            fut = self.executor.submit(fn, *args)
+            return self.executor.submit(fn, *args)
+        except concurrent.futures.process.BrokenProcessPool:
+            self.renew()
+            return self.executor.submit(fn, *args)
+
+    def renew(self) -> None:
+        with self._lock:
+            if getattr(self.executor, "_broken", False):
+                old, self.executor = self.executor, self._new_executor()
+                old.shutdown(wait=False, cancel_futures=True)
+
+    def submit(self, fn, *args, on_crash=None) -> concurrent.futures.Future:
+        """Run ``fn(*args)`` on a reserved slot (released when it finishes); ``on_crash(exc)``
+        hears when the worker process died under it."""
+        try:
+            fut = self.submit_raw(fn, *args)
         except Exception:
             self.release()
             raise
-        fut.add_done_callback(lambda _f: self.release())
+
+        def done(f):
+            self.release()
+            exc = f.exception() if not f.cancelled() else None
+            if exc is not None:
+                self.renew()
+                if on_crash is not None:
+                    on_crash(exc)
+
+        fut.add_done_callback(done)
         return fut
 
     def shutdown(self) -> None:
@@ -138,9 +166,19 @@ def create_app(config: ServiceConfig = ServiceConfig()) -> FastAPI:
         state["pool"] = pool
         for job in store.recover():  # resume what a previous run left unfinished
             pool.reserve(force=True)
-            pool.submit(run_job, store.path, job.id)
+            pool.submit(run_job, store.path, job.id, on_crash=crashed(job.id))
         yield
         pool.shutdown()
+
+    def crashed(job_id: str):
+        def mark(exc: BaseException) -> None:
+            job = store.get(job_id)
+            if job is not None and job.status in ("queued", "running"):
+                store.update(job_id, status="failed", stage=None,
+                             error=f"{job.name or 'upload'}: the analysis crashed ({type(exc).__name__})")
+                if job.media_path and job.kind != "monitor":
+                    remove_upload(job.media_path)
+        return mark
 
     app = FastAPI(title="avsync", version="1", lifespan=lifespan,
                   description="Measure audio-video sync of uploaded media. offset_ms > 0: the audio leads.")
@@ -197,8 +235,12 @@ def create_app(config: ServiceConfig = ServiceConfig()) -> FastAPI:
                 up, opts = await _receive(request)
             except UploadError as exc:
                 return _error(exc.status, exc.message)
-            fut = pool().executor.submit(run_sync, up.path, up.name, opts, analyze)
-            res = await asyncio.wrap_future(fut)
+            fut = pool().submit_raw(run_sync, up.path, up.name, opts, analyze)
+            try:
+                res = await asyncio.wrap_future(fut)
+            except concurrent.futures.process.BrokenProcessPool:
+                pool().renew()
+                res = {"error": f"{up.name}: the analysis crashed (worker process died)", "status": 422}
         finally:
             pool().release()
             if up is not None:
@@ -237,7 +279,7 @@ def create_app(config: ServiceConfig = ServiceConfig()) -> FastAPI:
         try:
             job = store.create("detect", up.name, up.path, opts)
             store.update(job.id, plot_path=os.path.join(config.plot_dir, f"{job.id}.png"))
-            pool().submit(run_job, store.path, job.id)
+            pool().submit(run_job, store.path, job.id, on_crash=crashed(job.id))
         except Exception:
             remove_upload(up.path)
             raise
@@ -327,7 +369,7 @@ def create_app(config: ServiceConfig = ServiceConfig()) -> FastAPI:
         except Busy:
             return busy()
         job = store.create("monitor", url, None, {"url": url, "max_windows": n, "window_s": w, "tolerance": tol})
-        pool().submit(run_job, store.path, job.id)
+        pool().submit(run_job, store.path, job.id, on_crash=crashed(job.id))
         return JSONResponse(store.get(job.id).public(), status_code=202)
 
     @app.get("/api/health", summary="Liveness and limits", responses={200: {"description": "ok", **_OBJ}})

@@ -292,6 +292,11 @@ def run_job(db_path: str, job_id: str) -> str:
         return "failed"
     if store.update(job_id, status="done", progress=1.0, stage=None, report=report):
         _cleanup_media(job)
+    elif job.plot_path:  # deleted while it ran: leave nothing behind
+        try:
+            os.unlink(job.plot_path)
+        except OSError:
+            pass
     return "done"
 
 
