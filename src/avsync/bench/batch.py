@@ -73,6 +73,14 @@ def _warm():
     return os.getpid()
 
 
+def _cpu_s() -> float:
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    c = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime + c.ru_utime + c.ru_stime
+
+
 def main(args: argparse.Namespace) -> int:
     from dask.distributed import Client, LocalCluster
 
@@ -93,12 +101,19 @@ def main(args: argparse.Namespace) -> int:
                              silence_logs=logging.CRITICAL) as cl, \
                     Client(cl) as client:
                 client.run(_warm)
+                cpu0 = sum(client.run(_cpu_s).values())
+                load0 = os.getloadavg()[0]
                 t = time.perf_counter()
                 res = run_batch([tmp], out, BatchOptions(scheduler=cl.scheduler_address))
                 times[k] = time.perf_counter() - t
+                cpu = sum(client.run(_cpu_s).values()) - cpu0
+                load1 = os.getloadavg()[0]
                 rows = [json.loads(x) for x in open(out, encoding="utf-8")]
                 errs = [r for r in rows if r["status"] == "error"]
-                print(f"workers {k}: {times[k]:.1f} s wall, {len(rows)} rows, {len(errs)} error row(s): "
+                print(f"workers {k}: {times[k]:.1f} s wall, workers' CPU {cpu:.1f} s ({cpu / max(res.done, 1):.2f} "
+                      f"s per input, {cpu / times[k]:.2f} cores busy on average), load average {load0:.1f} -> "
+                      f"{load1:.1f}", flush=True)
+                print(f"  {len(rows)} rows, {len(errs)} error row(s): "
                       f"{'; '.join(r['error'] for r in errs)[:160]}", flush=True)
                 if k == counts[-1]:
                     t = time.perf_counter()
