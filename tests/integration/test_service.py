@@ -259,7 +259,7 @@ def test_schemathesis_finds_no_server_errors(tmp_path):
     data.mkdir()
     with Server(data, "--workers", "1", "--queue", "64", "--max-upload-mb", "1") as srv:
         r = subprocess.run([exe, "run", srv.url + "/openapi.json", "--checks", "not_a_server_error",
-                            "--max-examples", "30", "--no-color"], capture_output=True, text=True, timeout=900,
+                            "--max-examples", "30", "--no-color"], capture_output=True, text=True, timeout=900, cwd=tmp_path,
                            env={**os.environ, "PYTHONPATH": str(REPO / "src")})
     print(r.stdout[-3000:])
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
