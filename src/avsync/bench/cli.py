@@ -30,6 +30,13 @@ def register(subparsers) -> None:
     sp.add_argument("--runs", type=int, default=5)
     sp.add_argument("--method", default="auto")
     sp.set_defaults(func=run_speed)
+    b = sub.add_parser("batch", help="avsync batch on a Dask LocalCluster: 1 vs 2 workers, rerun skips")
+    b.add_argument("dirs", nargs="+", metavar="MEDIA_DIR")
+    b.add_argument("--inputs", type=int, default=100, help="inputs to make (variants + 1 corrupt; default 100)")
+    b.add_argument("--workers", default="1,2", help="worker counts to compare (default 1,2)")
+    b.add_argument("--max-seconds", type=float, default=8.0, help="use clips up to this long (default 8)")
+    b.add_argument("--keep", action="store_true", help="keep the generated inputs and results")
+    b.set_defaults(func=run_batch_bench)
 
 
 def run_shift(args: argparse.Namespace) -> int:
@@ -46,5 +53,11 @@ def run_calibrate(args: argparse.Namespace) -> int:
 
 def run_speed(args: argparse.Namespace) -> int:
     from .speed import main
+
+    return main(args)
+
+
+def run_batch_bench(args: argparse.Namespace) -> int:
+    from .batch import main
 
     return main(args)

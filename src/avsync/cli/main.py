@@ -30,6 +30,9 @@ log = logging.getLogger("avsync.cli")
 #: each must import its heavy dependencies lazily, inside the command it runs
 EXTENSIONS: tuple[str, ...] = (
     "..bench.cli",
+    ".monitor",
+    ".serve",
+    ".batch",
 )
 
 

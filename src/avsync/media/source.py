@@ -394,5 +394,15 @@ def _short(exc: BaseException) -> str:
 
 
 def open_media(path: str | os.PathLike) -> MediaSource:
-    """Open a media file (HLS and other URLs come with the live-stream work)."""
+    """Open a media file, or an HLS playlist (``.m3u8``: an http(s) URL or a local file).
+
+    URLs other than http(s) are refused with :class:`avsync.errors.UsageError`."""
+    p = os.fspath(path)
+    if isinstance(p, str):
+        from .hls import HlsSource, check_location, is_url, looks_like_hls
+
+        if is_url(p):
+            check_location(p)
+        if looks_like_hls(p):
+            return HlsSource(p)
     return FileSource(path)

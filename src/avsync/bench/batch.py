@@ -1,0 +1,132 @@
+"""Batch scaling benchmark: ``avsync bench batch MEDIA_DIR [--inputs 100] [--workers 1,2]``.
+
+Makes ``--inputs`` inputs in a temporary folder: variants of the real clips found under
+MEDIA_DIR (each clip re-timed by a different offset with :func:`avsync.media.remux.fix_file`:
+packets copied, so every variant is a distinct real file) plus one corrupt file.  Then,
+for each worker count, starts a Dask ``LocalCluster`` (processes, one thread each),
+warms its workers (imports and face models loaded, not timed) and times
+:func:`avsync.batch.run_batch` over all inputs into a fresh output; finally reruns the
+last batch to show that everything is skipped.  Prints the wall times, the speed-up and
+the row counts.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+
+
+def _clips(dirs: list[str], max_seconds: float) -> list[str]:
+    from ..batch import expand_inputs
+    from ..media import open_media
+
+    out = []
+    for p in expand_inputs(dirs):
+        try:
+            with open_media(p) as src:
+                i = src.info
+                if i.has_audio and i.has_video and 0 < i.duration_s <= max_seconds:
+                    out.append(p)
+        except Exception:
+            continue
+    return out
+
+
+def make_inputs(dirs: list[str], n: int, folder: str, max_seconds: float = 8.0) -> list[str]:
+    from ..media.remux import fix_file
+
+    clips = _clips(dirs, max_seconds)
+    if not clips:
+        raise SystemExit(f"no usable clips (audio+video, <= {max_seconds:g} s) under {', '.join(dirs)}")
+    paths = []
+    i = 0
+    while len(paths) < n - 1:
+        src = clips[i % len(clips)]
+        offset = -300.0 + 40.0 * (i // len(clips)) + 7.0 * (i % 5)
+        ext = ".mkv"
+        dst = os.path.join(folder, f"v{i:03d}_{os.path.splitext(os.path.basename(src))[0]}{ext}")
+        try:
+            fix_file(src, dst, offset)
+            paths.append(dst)
+        except Exception:
+            clips.remove(src)
+            if not clips:
+                raise SystemExit("no clip could be re-timed")
+            continue
+        i += 1
+    bad = os.path.join(folder, "zz_corrupt.mp4")
+    with open(bad, "wb") as fh:
+        fh.write(b"\x00\x00\x00\x18ftypmp42" + os.urandom(4096))
+    paths.append(bad)
+    return paths
+
+
+def _warm():
+    from ..faces.tracker import landmarks_available
+    from .. import api  # noqa: F401
+
+    landmarks_available()
+    return os.getpid()
+
+
+def _cpu_s() -> float:
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    c = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime + c.ru_utime + c.ru_stime
+
+
+def main(args: argparse.Namespace) -> int:
+    from dask.distributed import Client, LocalCluster
+
+    from ..batch import BatchOptions, run_batch
+
+    counts = [int(x) for x in str(args.workers).split(",") if x.strip()]
+    tmp = tempfile.mkdtemp(prefix="avsync-bench-batch-")
+    try:
+        t = time.perf_counter()
+        inputs = make_inputs(args.dirs, args.inputs, tmp, args.max_seconds)
+        print(f"inputs: {len(inputs)} ({len(inputs) - 1} re-timed variants of real clips + 1 corrupt) "
+              f"made in {time.perf_counter() - t:.1f} s; cpus {os.cpu_count()}", flush=True)
+        times = {}
+        last_out = None
+        for k in counts:
+            out = os.path.join(tmp, f"results_{k}.jsonl")
+            with LocalCluster(n_workers=k, threads_per_worker=1, processes=True, dashboard_address=None,
+                             silence_logs=logging.CRITICAL) as cl, \
+                    Client(cl) as client:
+                client.run(_warm)
+                cpu0 = sum(client.run(_cpu_s).values())
+                load0 = os.getloadavg()[0]
+                t = time.perf_counter()
+                res = run_batch([tmp], out, BatchOptions(scheduler=cl.scheduler_address))
+                times[k] = time.perf_counter() - t
+                cpu = sum(client.run(_cpu_s).values()) - cpu0
+                load1 = os.getloadavg()[0]
+                rows = [json.loads(x) for x in open(out, encoding="utf-8")]
+                errs = [r for r in rows if r["status"] == "error"]
+                print(f"workers {k}: {times[k]:.1f} s wall, workers' CPU {cpu:.1f} s ({cpu / max(res.done, 1):.2f} "
+                      f"s per input, {cpu / times[k]:.2f} cores busy on average), load average {load0:.1f} -> "
+                      f"{load1:.1f}", flush=True)
+                print(f"  {len(rows)} rows, {len(errs)} error row(s): "
+                      f"{'; '.join(r['error'] for r in errs)[:160]}", flush=True)
+                if k == counts[-1]:
+                    t = time.perf_counter()
+                    again = run_batch([tmp], out, BatchOptions(scheduler=cl.scheduler_address))
+                    print(f"rerun (workers {k}): {again.skipped} of {again.total} skipped, {again.done} measured, "
+                          f"{time.perf_counter() - t:.1f} s", flush=True)
+                last_out = out
+        if len(counts) >= 2:
+            a, b = counts[0], counts[-1]
+            print(f"speed-up {b} vs {a} workers: {times[a] / times[b]:.2f}x", flush=True)
+        if args.keep:
+            print(f"kept {tmp} ({last_out})")
+    finally:
+        if not args.keep:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return 0

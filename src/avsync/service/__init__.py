@@ -1,0 +1,1 @@
+"""The REST service and web page (``avsync serve``); needs the ``serve`` extra."""
