@@ -26,6 +26,15 @@ def register(subparsers) -> None:
     sp.add_argument("--runs", type=int, default=5)
     sp.add_argument("--method", default="auto")
     sp.set_defaults(func=run_speed)
+    sy = sub.add_parser("syncnet", help="SyncNet scoring speed (windows/s, GFLOP/s) and fast-mode agreement")
+    sy.add_argument("clips", nargs="+", metavar="CLIP")
+    sy.add_argument("--weights", help="syncnet_v2.model (or $AVSYNC_SYNCNET_WEIGHTS)")
+    sy.add_argument("--crop", default="auto", choices=("auto", "none"))
+    sy.add_argument("--runs", type=int, default=3)
+    sy.add_argument("--batch", type=int, default=20)
+    sy.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    sy.add_argument("--exact-only", action="store_true")
+    sy.set_defaults(func=run_syncnet)
 
 
 def run_shift(args: argparse.Namespace) -> int:
@@ -42,5 +51,11 @@ def run_calibrate(args: argparse.Namespace) -> int:
 
 def run_speed(args: argparse.Namespace) -> int:
     from .speed import main
+
+    return main(args)
+
+
+def run_syncnet(args: argparse.Namespace) -> int:
+    from .syncnet_bench import main
 
     return main(args)

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from scipy.signal import medfilt
 
-from ..models.syncnet_v2 import FastLip, SyncNetV2, audio_flops, lip_flops, load_model
+from ..models.syncnet_v2 import FastAud, FastLip, SyncNetV2, audio_flops, lip_flops, load_model
 from .mfcc import mfcc
 
 VSHIFT = 15
@@ -91,6 +91,7 @@ class Scorer:
         self.precision = precision
         self.dtype = torch.bfloat16 if precision == "fast" else torch.float32
         self.lip = FastLip(self.model, self.dtype).to(self.device).eval()
+        self.aud = FastAud(self.model, self.dtype).to(self.device).eval()
         self.batch = batch
         self.lip_seconds = 0.0
         self.aud_seconds = 0.0
@@ -110,11 +111,7 @@ class Scorer:
             for i in range(0, windows, 4 * self.batch):
                 idx = range(i, min(windows, i + 4 * self.batch))
                 x = torch.stack([cct[:, 4 * k:4 * k + 20] for k in idx])[:, None].to(self.device)
-                if self.precision == "fast":
-                    with torch.autocast(self.device.type, dtype=torch.bfloat16):
-                        y = self.model.forward_aud(x)
-                else:
-                    y = self.model.forward_aud(x)
+                y = self.aud(x)
                 out.append(y.float().cpu().numpy())
         self.aud_seconds += time.perf_counter() - t
         self.aud_windows += windows
