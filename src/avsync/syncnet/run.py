@@ -51,6 +51,7 @@ class TrackResult:
     score: SyncScore
     detections: int = 0
     box: tuple[float, float, float, float] | None = None  # median face box (full-frame pixels)
+    audio_peak: int = 0  # largest |sample| (int16) of the scored audio: 0 or 1 means silence
 
     def to_dict(self, t0: float) -> dict:
         s = self.score
@@ -157,7 +158,7 @@ def _run_none(path, scorer, options, progress, timing) -> SyncNetResult:
     n = windows_count(tl.frames, audio.size)
     aud = scorer.embed_audio(audio, n)
     score = score_from_embeddings(lip[:n], aud)
-    tr = TrackResult(0, tl.frames, score)
+    tr = TrackResult(0, tl.frames, score, audio_peak=_peak(audio[:(n + 5) * SAMPLES_PER_FRAME]))
     res = SyncNetResult(info=info, t0=float(tl.t0), frames=tl.frames, tracks=[tr], chosen=0, coverage=1.0,
                         crop="none")
     if options.debug_dir:
@@ -202,7 +203,8 @@ def _run_faces(path, scorer, options, progress, timing) -> SyncNetResult:
         score = score_from_embeddings(lip[:n], scorer.embed_audio(seg, n))
         score.start_frame = tr.start
         box = tuple(float(v) for v in np.median(tr.boxes, 0))
-        results.append(TrackResult(tr.start, len(tr), score, tr.detections, box))
+        results.append(TrackResult(tr.start, len(tr), score, tr.detections, box,
+                                   _peak(seg[:(n + 5) * SAMPLES_PER_FRAME])))
         results[-1]._index = i  # type: ignore[attr-defined]
     chosen = None
     if results:
@@ -222,6 +224,14 @@ def _run_faces(path, scorer, options, progress, timing) -> SyncNetResult:
         else:
             facemod.write_debug_png(res.debug_png, None, [], [], f"{os.path.basename(path)}: no face track")
     return res
+
+
+def _peak(samples: np.ndarray) -> int:
+    return int(np.abs(samples.astype(np.int32)).max()) if samples.size else 0
+
+
+#: the scored audio never exceeds this (int16 units): digital silence or dither
+SILENT_PEAK = 2
 
 
 def _debug_path(folder: str, path: str) -> str:
@@ -276,10 +286,13 @@ def to_report(res: SyncNetResult, tolerance_name: str = "ebu-r37", window_s: flo
         drift = fit_drift([(w.start_s + w.end_s) / 2 for w in ok], [w.offset_ms for w in ok],
                           [max(w.confidence, 1e-3) for w in ok])
     v = verdict(offset_ms, conf, tol)
+    reason = "low confidence" if v == "not_assessable" else None
+    if best.audio_peak <= SILENT_PEAK:  # the numbers exist but say nothing about sync
+        v, reason = "not_assessable", "silent audio"
     rep = Report(media=info.to_dict(), method="syncnet", offset_ms=offset_ms, confidence=conf, verdict=v,
                  tolerance=tol, windows=windows, drift=drift,
                  profile=LagProfile(lag_ms=lags, value=s.curve.copy(), kind="distance"),
-                 reason="low confidence" if v == "not_assessable" else None, cue="lips",
+                 reason=reason, cue="lips",
                  stats={"lse_d": s.min_dist, "lse_c": s.confidence})
     syncnet.update({"offset_frames_25fps": s.offset, "min_dist": round(s.min_dist, 6),
                     "confidence": round(s.confidence, 6),
