@@ -170,6 +170,7 @@ def _run_none(path, scorer, options, progress, timing) -> SyncNetResult:
 def _run_faces(path, scorer, options, progress, timing) -> SyncNetResult:
     t = time.perf_counter()
     with open_media(path) as src:
+        src.require(audio=True, video=True)  # before the face pass, not after it
         scan = facemod.find_tracks(src, options.detector, options.detect_every)
     timing["faces_s"] = round(time.perf_counter() - t, 3)
     streams = {i: scorer.lip_stream() for i, tr in enumerate(scan.tracks)}
