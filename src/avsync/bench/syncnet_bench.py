@@ -33,7 +33,7 @@ def main(args) -> int:
     base = SyncNetOptions(weights=resolve_weights(args.weights), crop=args.crop, threads=args.threads,
                           batch=args.batch)
     print(f"# avsync bench syncnet: {os.cpu_count()} CPU(s), load average {os.getloadavg()[0]:.2f}, "
-          f"batch {args.batch}, best of {args.runs}")
+          f"batch {args.batch or 'default'}, best of {args.runs}")
     print(f"{'clip':38s} {'mode':5s} {'media_s':>7s} {'wall_s':>7s} {'cpu_s':>7s} {'infer_s':>7s} {'win':>5s} "
           f"{'win/s':>6s} {'GFLOP/s':>7s} {'xRT':>5s} {'off':>4s} {'lse_d':>8s} {'lse_c':>7s}")
     worst_dev, ratios, same = 0.0, [], True

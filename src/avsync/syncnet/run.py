@@ -40,7 +40,7 @@ class SyncNetOptions:
     detector: str = "hog"
     detect_every: int = 5
     debug_dir: str | None = None
-    batch: int = 20
+    batch: int | None = None  # lip windows per batch (None: the precision's default)
     threads: int | None = None
 
 
