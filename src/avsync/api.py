@@ -30,6 +30,12 @@ class DetectOptions:
     hop_s: float = 1.0
     timeline: bool = True
     weights: str | None = None
+    #: face crops for learned lip methods: "auto" (detect and track) or "none" (the input is a face crop)
+    crop: str = "auto"
+    #: "exact" or "fast" (reduced precision) for learned methods
+    precision: str = "exact"
+    #: folder for debug pictures (learned lip methods: the face crops)
+    debug_dir: str | None = None
 
 
 def choose_method(method: str, features: Features) -> str:
@@ -76,6 +82,13 @@ def detect(path: str | os.PathLike, options: DetectOptions = DetectOptions(),
            progress: ProgressCallback | None = None) -> Report:
     """Measure the audio-video offset of one file.  Raises :class:`avsync.errors.MediaError`."""
     t = time.perf_counter()
+    est = get_estimator(options.method, EstimatorOptions(max_lag_ms=options.max_lag_ms)) \
+        if options.method != "auto" else None
+    if est is not None and getattr(est, "whole_file", False):
+        # methods that need their own decoding (e.g. syncnet: colour face crops) build the report themselves
+        report = est.detect_file(path, options, progress)
+        report.elapsed_s = time.perf_counter() - t
+        return report
     with open_media(path) as src:
         faces = "off" if options.method == "motion" else "auto"
         cb = (lambda done, total: progress("decode", done, total)) if progress else None

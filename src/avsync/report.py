@@ -64,6 +64,8 @@ class Report:
     cue: str | None = None
     elapsed_s: float | None = None
     stats: dict = field(default_factory=dict)
+    #: method-specific top-level JSON fields (e.g. syncnet's ``lse_d`` / ``lse_c``); never override the contract's
+    extra: dict = field(default_factory=dict)
 
     @property
     def video_fps(self) -> float:
@@ -103,6 +105,8 @@ class Report:
             d["cue"] = self.cue
         if self.elapsed_s is not None:
             d["elapsed_s"] = round(self.elapsed_s, 3)
+        for k, v in self.extra.items():
+            d.setdefault(k, v)
         return d
 
     def to_json(self, indent: int | None = None) -> str:

@@ -37,6 +37,15 @@ def register(subparsers) -> None:
     b.add_argument("--max-seconds", type=float, default=8.0, help="use clips up to this long (default 8)")
     b.add_argument("--keep", action="store_true", help="keep the generated inputs and results")
     b.set_defaults(func=run_batch_bench)
+    sy = sub.add_parser("syncnet", help="SyncNet scoring speed (windows/s, GFLOP/s) and fast-mode agreement")
+    sy.add_argument("clips", nargs="+", metavar="CLIP")
+    sy.add_argument("--weights", help="syncnet_v2.model (or $AVSYNC_SYNCNET_WEIGHTS)")
+    sy.add_argument("--crop", default="auto", choices=("auto", "none"))
+    sy.add_argument("--runs", type=int, default=3)
+    sy.add_argument("--batch", type=int, default=None, help="lip windows per batch (default: 8 exact, 12 fast)")
+    sy.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    sy.add_argument("--exact-only", action="store_true")
+    sy.set_defaults(func=run_syncnet)
 
 
 def run_shift(args: argparse.Namespace) -> int:
@@ -59,5 +68,7 @@ def run_speed(args: argparse.Namespace) -> int:
 
 def run_batch_bench(args: argparse.Namespace) -> int:
     from .batch import main
+def run_syncnet(args: argparse.Namespace) -> int:
+    from .syncnet_bench import main
 
     return main(args)

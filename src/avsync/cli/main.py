@@ -116,7 +116,8 @@ def _options(args):
     from ..api import DetectOptions
 
     return DetectOptions(method=args.method, tolerance=args.tolerance, max_lag_ms=args.max_lag_ms,
-                         window_s=args.window_s, hop_s=args.hop_s, weights=args.weights)
+                         window_s=args.window_s, hop_s=args.hop_s, weights=args.weights, crop=args.crop,
+                         precision="fast" if args.fast else "exact", debug_dir=args.debug_dir)
 
 
 def _check_method(method: str) -> None:
@@ -156,6 +157,9 @@ def cmd_detect(args) -> int:
             out_fh = open(args.out, "w", encoding="utf-8")
         except OSError as exc:
             raise UsageError(f"{args.out}: cannot write ({exc.strerror or exc})") from None
+    csv_rows: list[dict] | None = [] if args.csv else None
+    if args.csv:
+        _check_writable(args.csv)
     failed = out_of_sync = 0
     first_text = True
     try:
@@ -170,7 +174,11 @@ def cmd_detect(args) -> int:
                 log.debug("detect failed", exc_info=True)
                 _err(_error_line(path, exc))
                 failed += 1
+                if csv_rows is not None:
+                    csv_rows.append({"file": path, "error": _error_line(path, exc)})
                 continue
+            if csv_rows is not None:
+                csv_rows.append(_csv_row(path, report))
             if report.verdict == "out_of_sync":
                 out_of_sync += 1
             line = report.to_json()
@@ -196,11 +204,49 @@ def cmd_detect(args) -> int:
     finally:
         if out_fh is not None:
             out_fh.close()
+        if csv_rows is not None:
+            _write_csv(args.csv, csv_rows)
     if failed:
         return EXIT_MEDIA
     if args.check and out_of_sync:
         return EXIT_CHECK
     return EXIT_OK
+
+
+CSV_FIELDS = ("file", "offset_frames", "offset_ms", "lse_d", "lse_c", "confidence", "verdict", "method", "error")
+
+
+def _csv_row(path: str, report) -> dict:
+    d = report.to_dict()
+    sync = d.get("syncnet") or {}
+    frames = sync.get("offset_frames_25fps", d.get("offset_frames"))
+    return {"file": path, "offset_frames": frames, "offset_ms": d.get("offset_ms"), "lse_d": d.get("lse_d"),
+            "lse_c": d.get("lse_c"), "confidence": d.get("confidence"), "verdict": d.get("verdict"),
+            "method": d.get("method"), "error": d.get("reason") if d.get("offset_ms") is None else None}
+
+
+def _check_writable(path: str) -> None:
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
+        raise UsageError(f"{path}: cannot write (folder missing or read-only)")
+
+
+def _write_csv(path: str, rows: list[dict]) -> None:
+    """All rows at once, to a temporary name renamed when complete."""
+    import csv
+
+    tmp = f"{path}.part"
+    try:
+        with open(tmp, "w", encoding="utf-8", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=CSV_FIELDS, extrasaction="ignore")
+            w.writeheader()
+            for r in rows:
+                w.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in CSV_FIELDS})
+        os.replace(tmp, path)
+    except OSError as exc:
+        _err(f"{path}: cannot write CSV ({exc.strerror or exc})")
+        if os.path.exists(tmp):
+            os.unlink(tmp)
 
 
 # -- fix -------------------------------------------------------------------------------
@@ -293,10 +339,15 @@ def _analysis_parent() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(add_help=False)
     g = p.add_argument_group("analysis")
     g.add_argument("--method", default="auto", metavar="M",
-                   help="estimator: auto (lips when a face is tracked, else motion), lips, motion, ...")
+                   help="estimator: auto (lips when a face is tracked, else motion), lips, motion, syncnet, ...")
     g.add_argument("--tolerance", default="ebu-r37", choices=TOLERANCE_NAMES, metavar="PRESET",
                    help=f"verdict tolerance preset: {', '.join(TOLERANCE_NAMES)} (default ebu-r37)")
-    g.add_argument("--weights", metavar="PATH", help="weights file for learned methods")
+    g.add_argument("--weights", metavar="PATH",
+                   help="weights file for learned methods (syncnet: syncnet_v2.model; or $AVSYNC_SYNCNET_WEIGHTS)")
+    g.add_argument("--crop", default="auto", choices=("auto", "none"),
+                   help="syncnet: auto = detect and track faces; none = the input is already a face crop")
+    g.add_argument("--fast", action="store_true", help="syncnet: bfloat16 inference (about 2x faster)")
+    g.add_argument("--debug-dir", metavar="DIR", help="syncnet: write a PNG of the face crops per input here")
     g.add_argument("--max-lag-ms", type=_positive(), default=1000.0, metavar="MS",
                    help="largest offset searched, either way (default 1000)")
     g.add_argument("--window-s", type=_positive(), default=5.0, metavar="S",
@@ -327,6 +378,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--plot", metavar="PNG",
                    help="draw the timeline to PNG (several inputs: the input's stem is added to the name)")
     d.add_argument("--check", action="store_true", help="exit 1 when some input is out of sync")
+    d.add_argument("--csv", metavar="FILE", help="also write one CSV row per input: file, offset, lse_d, lse_c, ...")
     d.set_defaults(func=cmd_detect)
 
     f = sub.add_parser("fix", parents=[parent], help="write a corrected copy without re-encoding",

@@ -60,6 +60,9 @@ class Estimator(ABC):
 
     name: str = ""
     faces: bool = False
+    #: True for methods that decode the file themselves (``detect_file(path, options, progress) -> Report``)
+    #: instead of working on the shared features
+    whole_file: bool = False
 
     def __init__(self, options: EstimatorOptions = EstimatorOptions()):
         self.options = options
@@ -82,7 +85,7 @@ def register(name: str):
 
 
 def available_methods() -> list[str]:
-    from . import lips, motion  # noqa: F401  (registers the built-in plugins)
+    from . import lips, motion, syncnet  # noqa: F401  (registers the built-in plugins)
 
     return ["auto", *sorted(_REGISTRY)]
 

@@ -65,7 +65,7 @@ class VideoFrame:
     """One decoded picture, grey and downscaled, at its presentation time."""
 
     pts: Fraction  # seconds, exact
-    image: np.ndarray  # uint8, (H, W)
+    image: np.ndarray  # uint8, (H, W); (H, W, 3) BGR with DecodeOptions.colour
 
     @property
     def t(self) -> float:
@@ -77,7 +77,7 @@ class AudioChunk:
     """Consecutive mono samples; ``start`` is the time of the first one."""
 
     start: Fraction  # seconds, exact
-    samples: np.ndarray  # float32, mono
+    samples: np.ndarray  # float32, mono (int16 with DecodeOptions.audio_format "s16")
     rate: int
 
     @property
@@ -99,6 +99,10 @@ class DecodeOptions:
     #: skip the codec's in-loop deblocking filter (H.264/HEVC honour it): ~20 % less decode
     #: CPU; the blocking it leaves is averaged away when frames shrink to ``max_side``
     fast_video: bool = True
+    #: colour pictures (uint8 (H, W, 3) in OpenCV's BGR order) instead of grey
+    colour: bool = False
+    #: audio sample format: "flt" (float32 in [-1, 1]) or "s16" (int16, as ffmpeg writes 16-bit PCM)
+    audio_format: str = "flt"
 
 
 class MediaSource(ABC):
@@ -177,6 +181,13 @@ def _grey(frame, size: tuple[int, int]) -> np.ndarray:
         return cv2.resize(y, size, interpolation=cv2.INTER_AREA)
     img = frame.reformat(width=size[0], height=size[1], format="gray").to_ndarray()
     return np.ascontiguousarray(img[:, : size[0]])
+
+
+def _bgr(frame, size: tuple[int, int]) -> np.ndarray:
+    """The frame in OpenCV's BGR order at ``size`` (swscale, bicubic when resizing)."""
+    if (frame.width, frame.height) == size:
+        return frame.to_ndarray(format="bgr24")
+    return frame.reformat(width=size[0], height=size[1], format="bgr24", interpolation="BICUBIC").to_ndarray()
 
 
 def analysis_size(width: int, height: int, max_side: int) -> tuple[int, int]:
@@ -329,8 +340,10 @@ class FileSource(MediaSource):
             v.thread_type = "AUTO"
             if options.fast_video:
                 v.codec_context.options = {**v.codec_context.options, "skip_loop_filter": "all"}
+        sample_dtype = np.int16 if options.audio_format == "s16" else np.float32
         resampler = (
-            av.AudioResampler(format="flt", layout="mono", rate=options.audio_rate) if a is not None else None
+            av.AudioResampler(format="s16" if sample_dtype is np.int16 else "flt", layout="mono",
+                              rate=options.audio_rate) if a is not None else None
         )
         size = None
         next_audio: Fraction | None = None  # exact time of the next resampled sample
@@ -356,7 +369,7 @@ class FileSource(MediaSource):
                         rot = _frame_rotation(frame)
                         if size is None:
                             size = analysis_size(frame.width, frame.height, options.max_side)
-                        img = _grey(frame, size)
+                        img = _bgr(frame, size) if options.colour else _grey(frame, size)
                         produced = True
                         yield VideoFrame(pts=pts, image=_rotate(img, rot))
                     else:
@@ -364,18 +377,18 @@ class FileSource(MediaSource):
                             next_audio = pts
                         elif float(pts - next_audio) > AUDIO_GAP_S:
                             gap = int(round(float(pts - next_audio) * rate))
-                            yield AudioChunk(next_audio, np.zeros(gap, np.float32), rate)
+                            yield AudioChunk(next_audio, np.zeros(gap, sample_dtype), rate)
                             next_audio += Fraction(gap, rate)
                         frame.pts = None  # let the resampler count samples itself
                         for out in resampler.resample(frame):
-                            data = out.to_ndarray().reshape(-1).astype(np.float32, copy=False)
+                            data = out.to_ndarray().reshape(-1).astype(sample_dtype, copy=False)
                             if data.size:
                                 produced = True
                                 yield AudioChunk(next_audio, data, rate)
                                 next_audio += Fraction(data.size, rate)
             if resampler is not None and next_audio is not None:
                 for out in resampler.resample(None):
-                    data = out.to_ndarray().reshape(-1).astype(np.float32, copy=False)
+                    data = out.to_ndarray().reshape(-1).astype(sample_dtype, copy=False)
                     if data.size:
                         yield AudioChunk(next_audio, data, rate)
                         next_audio += Fraction(data.size, rate)

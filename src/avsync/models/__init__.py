@@ -1,0 +1,1 @@
+"""Learned models (each imports torch itself; nothing here is imported by default)."""
