@@ -8,7 +8,7 @@ from typing import Callable
 
 import numpy as np
 
-from .estimators.base import Estimate, EstimatorOptions, get_estimator
+from .estimators.base import Estimate, EstimatorOptions, estimator_class, get_estimator
 from .features import Features, extract_features
 from .media import open_media
 from .report import Report, Window
@@ -43,7 +43,7 @@ def analyse(features: Features, options: DetectOptions = DetectOptions(),
     """Build the report from already-extracted features (no decoding)."""
     info = features.info
     name = choose_method(options.method, features)
-    est = get_estimator(name, EstimatorOptions(max_lag_ms=options.max_lag_ms))
+    est = get_estimator(name, EstimatorOptions(max_lag_ms=options.max_lag_ms, weights=options.weights))
     whole: Estimate = est.estimate(features)
     tol = tolerance(options.tolerance, info.video_fps)
     windows: list[Window] = []
@@ -76,10 +76,13 @@ def detect(path: str | os.PathLike, options: DetectOptions = DetectOptions(),
            progress: ProgressCallback | None = None) -> Report:
     """Measure the audio-video offset of one file.  Raises :class:`avsync.errors.MediaError`."""
     t = time.perf_counter()
+    learned = options.method != "auto" and estimator_class(options.method).trajectories
+    if learned:  # fail fast (missing weights / torch) before decoding
+        get_estimator(options.method, EstimatorOptions(weights=options.weights)).prepare()
     with open_media(path) as src:
         faces = "off" if options.method == "motion" else "auto"
         cb = (lambda done, total: progress("decode", done, total)) if progress else None
-        feats = extract_features(src, faces=faces, progress=cb)
+        feats = extract_features(src, faces=faces, progress=cb, trajectories=learned)
     report = analyse(feats, options, progress)
     report.elapsed_s = time.perf_counter() - t
     return report
