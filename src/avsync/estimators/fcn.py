@@ -103,11 +103,14 @@ class FCNEstimator(Estimator):
         mean = np.where(n > 0, (z[:, sel] * v).sum(1) / np.maximum(n, 1), -np.inf) * scale
         p = np.exp(mean - mean.max())
         p /= p.sum()
-        off, conf = _decode(p, K)
+        off, raw = _decode(p, K)
+        from ..models.train_fcn import apply_confidence
+
+        conf = apply_confidence(getattr(self._model(), "calibration", None), raw, frames)
         lags = (np.arange(-K, K + 1)) * 40.0
         return Estimate(offset_ms=float(off * 40.0), confidence=float(conf),
                         profile=LagProfile(lags, p, "probability"), cue=self.cue,
-                        stats={"frames": frames, "peak_prob": float(p.max()), "max_offset_ms": K * 40.0})
+                        stats={"frames": frames, "peak_mass": float(raw), "max_offset_ms": K * 40.0})
 
 
 def _decode(p: np.ndarray, K: int) -> tuple[float, float]:
@@ -156,3 +159,27 @@ def run_model(model, features):
             vs[:, c0:c0 + (b - a)] = val[:, a:b]
     scale = float(model.clip_scale.detach())
     return start + np.arange(T) / FPS, zs, vs, K, scale
+
+
+def frame_offsets(features, weights: str | None = None, smooth_s: float = 1.0):
+    """Dense output: (times [T], offsets_ms [T], confidences [T]) from the frame logits
+    averaged over a centred ``smooth_s`` window (a single frame alone is too noisy)."""
+    from .base import EstimatorOptions
+
+    est = FCNEstimator(EstimatorOptions(weights=weights))
+    res = est.frame_logits(features)
+    if res is None:
+        return np.zeros(0), np.zeros(0), np.zeros(0)
+    times, z, valid, K, scale = res
+    w = max(1, int(round(smooth_s * 25)))
+    k = np.ones(w)
+    num = np.apply_along_axis(lambda r: np.convolve(r, k, "same"), 1, z * valid)
+    den = np.apply_along_axis(lambda r: np.convolve(r, k, "same"), 1, valid)
+    mean = np.where(den > 0, num / np.maximum(den, 1), -np.inf) * scale
+    mean = mean - mean.max(0, keepdims=True)
+    p = np.exp(mean)
+    p /= p.sum(0, keepdims=True)
+    offs, confs = np.zeros(times.size), np.zeros(times.size)
+    for t in range(times.size):
+        offs[t], confs[t] = _decode(p[:, t], K)
+    return times, offs * 40.0, confs

@@ -166,4 +166,5 @@ def load(path: str, map_location: str = "cpu") -> FCNSyncNet:
     m = FCNSyncNet(**ck["config"])
     m.load_state_dict(ck["state"])
     m.eval()
+    m.calibration = (ck.get("extra") or {}).get("calibration")
     return m

@@ -188,6 +188,55 @@ def evaluate(model, tracks: list[Track], opts: TrainOptions, seed: int = 1234) -
             "val_mean_conf": float(np.mean(confs)) if confs else None}
 
 
+def confidence_inputs(raw_conf: float, frames: float) -> np.ndarray:
+    """What the confidence calibration reads: the peak's probability mass (as a logit) and
+    the number of frames that voted (log)."""
+    c = min(max(raw_conf, 1e-4), 1 - 1e-4)
+    return np.array([np.log(c / (1 - c)), np.log(max(frames, 1.0))])
+
+
+def fit_confidence(model, tracks: list[Track], opts: TrainOptions, seed: int = 99, rounds: int = 4) -> dict | None:
+    """Logistic map from (peak mass, frames) to P(within one frame), fitted on the held-out
+    validation speakers: in-sync windows at random shifts (correct or not) and
+    mismatched-audio windows (never correct), equally many.  None without validation data."""
+    import torch
+
+    if len(tracks) < 2:
+        return None
+    rng = np.random.default_rng(seed)
+    X, y = [], []
+    model.eval()
+    for _ in range(rounds):
+        for i, tr in enumerate(tracks):
+            for neg in (False, True):
+                vis, vm, aud, am, lab = sample_pair(tracks, i, rng, len(tr), opts.max_offset, negative=neg,
+                                                    augment=False)
+                b = (torch.from_numpy(aud.T[None].copy()), torch.from_numpy(am[None]),
+                     torch.from_numpy(vis.T[None].copy()), torch.from_numpy(vm[None]))
+                off, conf = predict_clip(model, *b)
+                frames = float((model.last["valid"][0].sum(0) > 0).sum())
+                X.append(confidence_inputs(conf, frames))
+                y.append(lab != -999 and abs(off - lab) <= 1.0)
+    X, y = np.array(X), np.array(y, np.float64)
+    w = np.zeros(3)
+    A = np.hstack([X, np.ones((len(X), 1))])
+    for _ in range(50):  # Newton steps, lightly regularised
+        p = 1 / (1 + np.exp(-A @ w))
+        g = A.T @ (p - y) + 1e-3 * w
+        H = (A * (p * (1 - p))[:, None]).T @ A + 1e-3 * np.eye(3)
+        w = w - np.linalg.solve(H, g)
+    p = 1 / (1 + np.exp(-A @ w))
+    return {"coef": w[:2].tolist(), "intercept": float(w[2]), "n": int(len(y)), "positive_share": float(y.mean()),
+            "null_conf_ge_0.5": float(np.mean(p[1::2] >= 0.5))}
+
+
+def apply_confidence(cal: dict | None, raw_conf: float, frames: float) -> float:
+    if not cal:
+        return raw_conf
+    z = float(np.dot(cal["coef"], confidence_inputs(raw_conf, frames)) + cal["intercept"])
+    return float(1 / (1 + np.exp(-z)))
+
+
 def predict_clip(model, aud, am, vis, vm) -> tuple[float, float]:
     """(offset in frames, confidence) of one window/clip."""
     import torch
@@ -266,9 +315,10 @@ def train(opts: TrainOptions, progress: TrainProgress | None = None,
 
     model.eval()
     last = history[-1] if history else {}
+    cal = fit_confidence(model, val_tr, opts) if not getattr(model, "is_regression", False) else None
     save(model, opts.out, {"options": {k: v for k, v in asdict(opts).items() if k not in ("resume",)},
                            "n_train": len(train_tr), "n_val": len(val_tr), "history": history,
-                           "train_groups": sorted({t.group for t in train_tr})})
+                           "train_groups": sorted({t.group for t in train_tr}), "calibration": cal})
     return TrainResult(opts.out, step, time.perf_counter() - t_start, len(train_tr), len(val_tr),
                        last.get("val_acc_1f"), last.get("val_null_conf"), history)
 
