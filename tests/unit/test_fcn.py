@@ -130,7 +130,7 @@ def test_tiny_training_learns_a_known_shift(tiny_model):
     path, res = tiny_model
     assert res.history and res.history[-1]["val_acc_1f"] >= 0.5
     m = load(path)
-    assert m.calibration and len(m.calibration["coef"]) == 2  # fitted on the validation tracks
+    assert m.calibration and len(m.calibration["coef"]) == 1  # fitted on the validation tracks
     rng = np.random.default_rng(42)
     hits = 0
     for lag in (-6, -3, 0, 2, 5):
@@ -205,7 +205,7 @@ def test_estimator_chunked_equals_whole_and_finds_offset(tiny_model, monkeypatch
 def test_confidence_calibration_is_monotone_in_peak_mass():
     from avsync.models.train_fcn import apply_confidence
 
-    cal = {"coef": [1.5, 0.3], "intercept": -2.0}
+    cal = {"coef": [1.5], "intercept": -2.0}
     vals = [apply_confidence(cal, c, 100) for c in (0.05, 0.3, 0.6, 0.95)]
     assert vals == sorted(vals) and all(0 < v < 1 for v in vals)
     assert apply_confidence(None, 0.42, 10) == 0.42

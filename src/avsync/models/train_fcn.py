@@ -189,13 +189,14 @@ def evaluate(model, tracks: list[Track], opts: TrainOptions, seed: int = 1234) -
 
 
 def confidence_inputs(raw_conf: float, frames: float) -> np.ndarray:
-    """What the confidence calibration reads: the peak's probability mass (as a logit) and
-    the number of frames that voted (log)."""
+    """What the confidence calibration reads: the peak's probability mass, as a logit.
+    (The frame count is not used: the validation windows are mostly 1.2-s crops, and a
+    fitted frame-count term extrapolated badly to 10-s clips.)"""
     c = min(max(raw_conf, 1e-4), 1 - 1e-4)
-    return np.array([np.log(c / (1 - c)), np.log(max(frames, 1.0))])
+    return np.array([np.log(c / (1 - c))])
 
 
-def fit_confidence(model, tracks: list[Track], opts: TrainOptions, seed: int = 99, rounds: int = 4) -> dict | None:
+def fit_confidence(model, tracks: list[Track], opts: TrainOptions, seed: int = 99, rounds: int = 2) -> dict | None:
     """Logistic map from (peak mass, frames) to P(within one frame), fitted on the held-out
     validation speakers: in-sync windows at random shifts (correct or not) and
     mismatched-audio windows (never correct), equally many.  None without validation data."""
@@ -218,22 +219,25 @@ def fit_confidence(model, tracks: list[Track], opts: TrainOptions, seed: int = 9
                 X.append(confidence_inputs(conf, frames))
                 y.append(lab != -999 and abs(off - lab) <= 1.0)
     X, y = np.array(X), np.array(y, np.float64)
-    w = np.zeros(3)
     A = np.hstack([X, np.ones((len(X), 1))])
+    w = np.zeros(A.shape[1])
     for _ in range(50):  # Newton steps, lightly regularised
         p = 1 / (1 + np.exp(-A @ w))
         g = A.T @ (p - y) + 1e-3 * w
-        H = (A * (p * (1 - p))[:, None]).T @ A + 1e-3 * np.eye(3)
+        H = (A * (p * (1 - p))[:, None]).T @ A + 1e-3 * np.eye(A.shape[1])
         w = w - np.linalg.solve(H, g)
     p = 1 / (1 + np.exp(-A @ w))
-    return {"coef": w[:2].tolist(), "intercept": float(w[2]), "n": int(len(y)), "positive_share": float(y.mean()),
+    return {"coef": w[:-1].tolist(), "intercept": float(w[2]), "n": int(len(y)), "positive_share": float(y.mean()),
             "null_conf_ge_0.5": float(np.mean(p[1::2] >= 0.5))}
 
 
 def apply_confidence(cal: dict | None, raw_conf: float, frames: float) -> float:
     if not cal:
         return raw_conf
-    z = float(np.dot(cal["coef"], confidence_inputs(raw_conf, frames)) + cal["intercept"])
+    x = confidence_inputs(raw_conf, frames)
+    if len(cal["coef"]) != x.size:
+        raise ValueError("confidence calibration does not match this version")
+    z = float(np.dot(cal["coef"], x) + cal["intercept"])
     return float(1 / (1 + np.exp(-z)))
 
 
