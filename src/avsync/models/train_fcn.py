@@ -57,13 +57,24 @@ class TrainResult:
     history: list[dict]
 
 
-def load_tracks(opts: TrainOptions, progress: TrainProgress | None = None) -> tuple[list[Track], list[Track]]:
+def load_tracks(opts: TrainOptions, progress: TrainProgress | None = None,
+                validation_only: bool = False) -> tuple[list[Track], list[Track]]:
     items = [(p, g) for p, g in find_media(opts.data)
              if not any(x and (x in p or x == g) for x in opts.exclude)]
     if not items:
         from ..errors import UsageError
 
         raise UsageError(f"no usable video clips under {', '.join(opts.data)}")
+    # a group of hundreds of clips of unknown speakers (e.g. LRC-AR crops) is split by clip
+    sizes: dict[str, int] = {}
+    for _, g in items:
+        sizes[g] = sizes.get(g, 0) + 1
+
+    def is_val(p, g):
+        return is_validation_group(os.path.basename(p) if sizes[g] > 200 else g, opts.val_share)
+
+    if validation_only:
+        items = [(p, g) for p, g in items if is_val(p, g)]
     raws: list = [None] * len(items)
     if opts.workers > 1:
         from concurrent.futures import ProcessPoolExecutor
@@ -80,18 +91,13 @@ def load_tracks(opts: TrainOptions, progress: TrainProgress | None = None) -> tu
             if progress:
                 progress("features", i + 1, len(items), "")
     train, val = [], []
-    # a group of hundreds of clips of unknown speakers (e.g. LRC-AR crops) is split by clip
-    sizes: dict[str, int] = {}
-    for _, g in items:
-        sizes[g] = sizes.get(g, 0) + 1
     for (p, g), raw in zip(items, raws):
         if raw is None:
             continue
         tr = track_from_raw(raw, name=os.path.basename(p), group=g)
         if tr is None or tr.vmask.mean() < 0.5 or tr.amask.mean() < 0.5 or len(tr) < 10:
             continue
-        key = os.path.basename(p) if sizes[g] > 200 else g
-        (val if is_validation_group(key, opts.val_share) else train).append(tr)
+        (val if is_val(p, g) else train).append(tr)
     return train, val
 
 
@@ -227,7 +233,7 @@ def fit_confidence(model, tracks: list[Track], opts: TrainOptions, seed: int = 9
         H = (A * (p * (1 - p))[:, None]).T @ A + 1e-3 * np.eye(A.shape[1])
         w = w - np.linalg.solve(H, g)
     p = 1 / (1 + np.exp(-A @ w))
-    return {"coef": w[:-1].tolist(), "intercept": float(w[2]), "n": int(len(y)), "positive_share": float(y.mean()),
+    return {"coef": w[:-1].tolist(), "intercept": float(w[-1]), "n": int(len(y)), "positive_share": float(y.mean()),
             "null_conf_ge_0.5": float(np.mean(p[1::2] >= 0.5))}
 
 
