@@ -49,7 +49,7 @@ def analyse(features: Features, options: DetectOptions = DetectOptions(),
     """Build the report from already-extracted features (no decoding)."""
     info = features.info
     name = choose_method(options.method, features)
-    est = get_estimator(name, EstimatorOptions(max_lag_ms=options.max_lag_ms))
+    est = get_estimator(name, EstimatorOptions(max_lag_ms=options.max_lag_ms, weights=options.weights))
     whole: Estimate = est.estimate(features)
     tol = tolerance(options.tolerance, info.video_fps)
     windows: list[Window] = []
@@ -82,17 +82,20 @@ def detect(path: str | os.PathLike, options: DetectOptions = DetectOptions(),
            progress: ProgressCallback | None = None) -> Report:
     """Measure the audio-video offset of one file.  Raises :class:`avsync.errors.MediaError`."""
     t = time.perf_counter()
-    est = get_estimator(options.method, EstimatorOptions(max_lag_ms=options.max_lag_ms)) \
+    est = get_estimator(options.method, EstimatorOptions(max_lag_ms=options.max_lag_ms, weights=options.weights)) \
         if options.method != "auto" else None
-    if est is not None and getattr(est, "whole_file", False):
+    if est is not None and est.whole_file:
         # methods that need their own decoding (e.g. syncnet: colour face crops) build the report themselves
         report = est.detect_file(path, options, progress)
         report.elapsed_s = time.perf_counter() - t
         return report
+    learned = est is not None and est.trajectories
+    if learned:  # fail fast (missing weights / torch) before decoding
+        est.prepare()
     with open_media(path) as src:
         faces = "off" if options.method == "motion" else "auto"
         cb = (lambda done, total: progress("decode", done, total)) if progress else None
-        feats = extract_features(src, faces=faces, progress=cb)
+        feats = extract_features(src, faces=faces, progress=cb, trajectories=learned)
     report = analyse(feats, options, progress)
     report.elapsed_s = time.perf_counter() - t
     return report

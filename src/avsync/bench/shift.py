@@ -123,11 +123,27 @@ def write_container_shift(src: str, dst: str, shift_ms: float) -> None:
 
 
 # --------------------------------------------------------------------------- measuring
-def _measure(job: tuple) -> Row:
-    from .. import DetectOptions, detect
+def parse_methods(method: str) -> list[tuple[str, str | None]]:
+    """``lips,fcn@fold1.pt`` -> [('lips', None), ('fcn', 'fold1.pt')]: several estimators measured
+    on the same shifted files (the features are extracted once per file)."""
+    out = []
+    for spec in method.split(","):
+        spec = spec.strip()
+        if spec:
+            name, _, weights = spec.partition("@")
+            out.append((name, weights or None))
+    return out or [("auto", None)]
+
+
+def _measure(job: tuple) -> list[Row]:
+    from ..api import DetectOptions, analyse
     from ..errors import AvsyncError
+    from ..estimators.base import estimator_class
+    from ..features import extract_features
+    from ..media import open_media
 
     clip, family, kind, shift, truth, path, method, tmpdir, audio_from = job
+    specs = parse_methods(method)
     t = time.perf_counter()
     created = None
     try:
@@ -143,13 +159,30 @@ def _measure(job: tuple) -> Row:
         else:
             target = path
         t = time.perf_counter()
-        r = detect(target, DetectOptions(method=method, timeline=False))
-        return Row(clip, family, kind, shift, truth, r.offset_ms, r.confidence, r.verdict,
-                   float(r.media.get("video_fps") or 25.0), float(r.media.get("duration_s") or 0.0),
-                   time.perf_counter() - t, r.method)
+        learned = any(n != "auto" and estimator_class(n).trajectories for n, _ in specs)
+        faces = "off" if all(n == "motion" for n, _ in specs) else "auto"
+        with open_media(target) as src:
+            feats = extract_features(src, faces=faces, trajectories=learned)
+        t_feat = time.perf_counter() - t
+        rows = []
+        for name, weights in specs:
+            label = name if weights is None else f"{name}@{os.path.basename(weights)}"
+            t1 = time.perf_counter()
+            try:
+                r = analyse(feats, DetectOptions(method=name, timeline=False, weights=weights))
+            except AvsyncError as exc:
+                rows.append(Row(clip, family, kind, shift, truth, None, 0.0, "error", 25.0, 0.0,
+                                time.perf_counter() - t1, label, str(exc)))
+                continue
+            r.media = feats.info.to_dict()
+            rows.append(Row(clip, family, kind, shift, truth, r.offset_ms, r.confidence, r.verdict,
+                            float(r.media.get("video_fps") or 25.0), float(r.media.get("duration_s") or 0.0),
+                            t_feat + time.perf_counter() - t1, label))
+        return rows
     except AvsyncError as exc:
-        return Row(clip, family, kind, shift, truth, None, 0.0, "error", 25.0, 0.0,
-                   time.perf_counter() - t, method, str(exc))
+        return [Row(clip, family, kind, shift, truth, None, 0.0, "error", 25.0, 0.0,
+                    time.perf_counter() - t, n if w is None else f"{n}@{os.path.basename(w)}", str(exc))
+                for n, w in specs]
     finally:
         if created and os.path.exists(created):
             os.remove(created)
@@ -308,8 +341,8 @@ def run(dirs: list[str], method: str = "auto", shifts=SHIFTS_MS, workers: int | 
         jobs = plan_jobs(clips, method, shifts, tmp)
         rows = []
         with ProcessPoolExecutor(workers) as ex:
-            for i, row in enumerate(ex.map(_measure, jobs, chunksize=4)):
-                rows.append(row)
+            for i, batch in enumerate(ex.map(_measure, jobs, chunksize=4)):
+                rows.extend(batch)
                 if progress:
                     progress(i + 1, len(jobs))
     return rows, time.perf_counter() - t
@@ -336,7 +369,11 @@ def main(args) -> int:
     rows, wall = run(args.dirs, args.method, shifts=shifts, workers=workers, progress=progress)
     print(f"avsync bench shift, method {args.method}, {time.strftime('%Y-%m-%d')}, "
           f"{platform.machine()} {os.cpu_count()} cores, {platform.python_version()}")
-    print(report(rows, wall, workers))
+    methods = list(dict.fromkeys(r.method for r in rows))
+    for m in methods:
+        if len(methods) > 1:
+            print(f"\n=== method {m}")
+        print(report([r for r in rows if r.method == m], wall, workers))
     if args.out:
         with open(args.out, "w") as fh:
             for r in rows:

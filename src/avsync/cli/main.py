@@ -33,6 +33,7 @@ EXTENSIONS: tuple[str, ...] = (
     ".monitor",
     ".serve",
     ".batch",
+    ".train_fcn",
 )
 
 

@@ -53,6 +53,7 @@ class Estimate:
 @dataclass(frozen=True)
 class EstimatorOptions:
     max_lag_ms: float = 1000.0
+    weights: str | None = None  # learned estimators: weights file (None: the shipped default)
 
 
 class Estimator(ABC):
@@ -63,9 +64,13 @@ class Estimator(ABC):
     #: True for methods that decode the file themselves (``detect_file(path, options, progress) -> Report``)
     #: instead of working on the shared features
     whole_file: bool = False
+    trajectories: bool = False  # needs mouth landmark trajectories and log-mel (learned models)
 
     def __init__(self, options: EstimatorOptions = EstimatorOptions()):
         self.options = options
+
+    def prepare(self) -> None:
+        """Load what the estimator needs (weights); raise a one-line error when it cannot."""
 
     @abstractmethod
     def estimate(self, features, t0: float | None = None, t1: float | None = None) -> Estimate:
@@ -85,13 +90,17 @@ def register(name: str):
 
 
 def available_methods() -> list[str]:
-    from . import lips, motion, syncnet  # noqa: F401  (registers the built-in plugins)
+    from . import fcn, lips, motion, syncnet  # noqa: F401  (registers the built-in plugins; learned ones import torch lazily)
 
     return ["auto", *sorted(_REGISTRY)]
 
 
 def get_estimator(name: str, options: EstimatorOptions = EstimatorOptions()) -> Estimator:
+    return estimator_class(name)(options)
+
+
+def estimator_class(name: str) -> type[Estimator]:
     available_methods()
     if name not in _REGISTRY:
         raise UsageError(f"unknown method {name!r}; choose from {', '.join(available_methods())}")
-    return _REGISTRY[name](options)
+    return _REGISTRY[name]

@@ -8,7 +8,7 @@ from typing import Callable, Iterator
 
 from ..errors import DecodeError, NoAudio, NoVideo
 from ..media.source import AudioChunk, DecodeOptions, MediaInfo, MediaSource
-from .audio import AudioFeatureExtractor, AudioFeatures
+from .audio import MEL_BANDS, AudioFeatureExtractor, AudioFeatures
 from .visual import VisualFeatureExtractor, VisualFeatures
 
 #: progress(done_seconds, total_seconds)
@@ -23,8 +23,12 @@ class Features:
 
 
 def extract_features(source: MediaSource, faces: str = "auto", max_side: int = 640,
-                     progress: Progress | None = None, max_duration_s: float | None = None) -> Features:
-    """Decode ``source`` once and compute every per-frame / per-hop feature."""
+                     progress: Progress | None = None, max_duration_s: float | None = None,
+                     trajectories: bool = False) -> Features:
+    """Decode ``source`` once and compute every per-frame / per-hop feature.
+
+    ``trajectories`` adds what the learned estimators read: the mouth landmark
+    trajectories (``visual.lips``) and a log-mel spectrogram (``audio.mel``)."""
     info = source.info
     source.require(audio=True, video=True)
     opts = DecodeOptions(max_side=max_side, max_duration_s=max_duration_s)
@@ -32,8 +36,8 @@ def extract_features(source: MediaSource, faces: str = "auto", max_side: int = 6
     last = -1.0
     # decoding starts at once, so it overlaps with loading the face models (~0.5 s)
     with _Prefetch(source.decode(opts), depth=PREFETCH_DEPTH) as feed:
-        aex = AudioFeatureExtractor(opts.audio_rate)
-        vex = VisualFeatureExtractor(info.video_fps or 25.0, faces=faces)
+        aex = AudioFeatureExtractor(opts.audio_rate, mel_bands=MEL_BANDS if trajectories else 0)
+        vex = VisualFeatureExtractor(info.video_fps or 25.0, faces=faces, trajectories=trajectories)
         for item in feed:
             if isinstance(item, AudioChunk):
                 aex.add(item)

@@ -13,6 +13,28 @@ import numpy as np
 
 HOP_S = 0.01  # 100 Hz feature rate
 WIN_S = 0.025
+#: log-mel bands for the learned estimators (50-7600 Hz)
+MEL_BANDS = 40
+
+
+def mel_filterbank(n_bands: int, nfft: int, sample_rate: int, fmin: float = 50.0, fmax: float = 7600.0) -> np.ndarray:
+    """(n_bands, nfft // 2 + 1) triangular filters equally spaced on the mel scale."""
+    def mel(f):
+        return 2595.0 * np.log10(1.0 + np.asarray(f) / 700.0)
+
+    def hz(m):
+        return 700.0 * (10.0 ** (np.asarray(m) / 2595.0) - 1.0)
+
+    fmax = min(fmax, sample_rate / 2)
+    edges = hz(np.linspace(mel(fmin), mel(fmax), n_bands + 2))
+    freqs = np.fft.rfftfreq(nfft, 1.0 / sample_rate)
+    fb = np.zeros((n_bands, freqs.size), np.float32)
+    for i in range(n_bands):
+        lo, c, hi = edges[i], edges[i + 1], edges[i + 2]
+        up = (freqs - lo) / max(c - lo, 1e-6)
+        down = (hi - freqs) / max(hi - c, 1e-6)
+        fb[i] = np.maximum(0.0, np.minimum(up, down))
+    return fb
 
 
 @dataclass
@@ -25,6 +47,8 @@ class AudioFeatures:
     energy: np.ndarray  # log energy, whole band
     flux: np.ndarray  # half-wave rectified log-spectral flux (onset strength)
     rms: np.ndarray  # linear RMS of the window
+    #: (n, MEL_BANDS) log10 mel energies; only when asked for (learned estimators)
+    mel: np.ndarray | None = None
 
     @property
     def times(self) -> np.ndarray:
@@ -37,7 +61,7 @@ class AudioFeatures:
 class AudioFeatureExtractor:
     """Incremental STFT features of mono audio at ``sample_rate`` Hz."""
 
-    def __init__(self, sample_rate: int = 16000):
+    def __init__(self, sample_rate: int = 16000, mel_bands: int = 0):
         self.sr = sample_rate
         self.hop = int(round(HOP_S * sample_rate))
         self.win = int(round(WIN_S * sample_rate))
@@ -53,6 +77,9 @@ class AudioFeatureExtractor:
         self._t0: float | None = None
         self._prev_bands: np.ndarray | None = None
         self._out: dict[str, list[np.ndarray]] = {k: [] for k in ("speech", "energy", "flux", "rms")}
+        self._melfb = mel_filterbank(mel_bands, self.nfft, sample_rate) if mel_bands else None
+        if self._melfb is not None:
+            self._out["mel"] = []
 
     def add(self, chunk) -> None:
         if self._start is None:
@@ -73,6 +100,8 @@ class AudioFeatureExtractor:
         self._out["speech"].append(np.log10(spec[:, self.speech_band].sum(1) + eps))
         self._out["energy"].append(np.log10(spec.sum(1) + eps))
         self._out["rms"].append(np.sqrt((frames**2).mean(1)))
+        if self._melfb is not None:
+            self._out["mel"].append(np.log10(spec @ self._melfb.T + eps).astype(np.float32))
         bands = np.zeros((n, 24), np.float64)
         valid = self.band_idx >= 0
         np.add.at(bands.T, self.band_idx[valid], spec[:, valid].T)

@@ -29,6 +29,10 @@ class VisualFeatures:
     face_detected: np.ndarray | None = None  # bool per frame: a face (tracked or detected)
     face_size: np.ndarray | None = None  # inter-ocular distance in analysis pixels
     still: bool = False  # the picture never changes
+    #: (n, 20, 2) the 20 mouth landmarks (dlib 48-67) relative to the mouth centre, rotated so
+    #: the eye line is level and divided by the smoothed face size; NaN without a face.  Only
+    #: when asked for (learned estimators)
+    lips: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.times.size)
@@ -69,8 +73,9 @@ class VisualFeatureExtractor:
 
     GRID = 4  # block motion on a GRID x GRID grid
 
-    def __init__(self, fps: float, faces: str = "auto", detect_every: int = 10):
+    def __init__(self, fps: float, faces: str = "auto", detect_every: int = 10, trajectories: bool = False):
         self.fps = fps
+        self._lips: list[np.ndarray] | None = [] if trajectories else None
         self.faces = faces
         self._tracker = None
         if faces != "off":
@@ -114,11 +119,15 @@ class VisualFeatureExtractor:
             self._mouth.append((np.nan,) * 4)
             self._face.append(False)
             self._iod.append(np.nan)
+            if self._lips is not None:
+                self._lips.append(np.full((20, 2), np.nan, np.float32))
         else:
             m = mouth_measures(obs.landmarks, img, normalise=False)
             self._mouth.append(m[:4])
             self._face.append(True)
             self._iod.append(m[4])
+            if self._lips is not None:
+                self._lips.append(level_mouth(obs.landmarks))
 
     def finish(self) -> VisualFeatures | None:
         if not self._t:
@@ -132,6 +141,9 @@ class VisualFeatureExtractor:
             if k in GEOMETRIC_KEYS:
                 mouth[:, i] = mouth[:, i] / np.maximum(size, 1e-3)
         mouth = mouth.astype(np.float32)
+        lips = None
+        if self._lips is not None:
+            lips = (np.asarray(self._lips, np.float32)[order] / np.maximum(size, 1e-3)[:, None, None]).astype(np.float32)
         return VisualFeatures(
             times=t,
             fps=self.fps,
@@ -141,7 +153,19 @@ class VisualFeatureExtractor:
             face_detected=np.asarray(self._face, bool)[order],
             face_size=iod.astype(np.float32),
             still=not self._changed,
+            lips=lips,
         )
+
+
+def level_mouth(pts: np.ndarray) -> np.ndarray:
+    """The 20 mouth points of 68 landmarks, centred on the mouth and rotated so the line
+    between the eye centres is horizontal (pixels; the caller divides by the face size)."""
+    pts = np.asarray(pts, np.float64)
+    d = pts[42:48].mean(0) - pts[36:42].mean(0)
+    ang = np.arctan2(d[1], d[0])
+    c, s = np.cos(-ang), np.sin(-ang)
+    m = pts[48:68] - pts[48:68].mean(0)
+    return (m @ np.array([[c, s], [-s, c]])).astype(np.float32)
 
 
 def _smooth_size(x: np.ndarray, width: int) -> np.ndarray:

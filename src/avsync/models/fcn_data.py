@@ -1,0 +1,260 @@
+"""Inputs of the FCN-SyncNet model (numpy only; no torch here).
+
+A clip becomes a :class:`Track`: per-frame visual inputs on a regular 25 Hz grid
+(the 20 mouth landmarks, levelled and size-normalised, minus the clip's neutral
+mouth shape, plus mouth-interior darkness) and a 100 Hz log-mel spectrogram on the
+same time span (4 audio hops per video frame, hop ``4j`` .. ``4j+3`` around frame
+``j``).  Audio is sampled at absolute (decoded) times, so container offsets are
+seen exactly as the media timestamps say.
+
+Training pairs are made by :func:`sample_pair`: a window of video frames and the
+clip's own audio moved by ``d`` frames (label ``d``), or, for negatives, another
+clip's audio (no true offset).  Clips are grouped by speaker / source for every split.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+FPS = 25.0
+HOPS = 4  # audio hops per video frame (100 Hz)
+N_MEL = 40
+N_LIP = 20
+VIS_DIM = 2 * N_LIP + 1  # landmark coordinates + darkness
+VIDEO_EXT = {".mp4", ".avi", ".mkv", ".mov", ".mpg", ".mpeg", ".flv", ".webm", ".m4v", ".ts"}
+CACHE_VERSION = 1
+
+
+@dataclass
+class Track:
+    """One clip (or chunk) ready for the model."""
+
+    t0: float  # time of frame 0, seconds
+    vis: np.ndarray  # (T, VIS_DIM) float32, 0 where masked
+    vmask: np.ndarray  # (T,) float32, 1 where a face was tracked
+    aud: np.ndarray  # (HOPS * T, N_MEL) float32, 0 where masked
+    amask: np.ndarray  # (HOPS * T,) float32, 1 where decoded audio exists
+    group: str = ""
+    name: str = ""
+
+    def __len__(self) -> int:
+        return int(self.vis.shape[0])
+
+
+# --------------------------------------------------------------------------- raw features
+def raw_from_features(features) -> dict:
+    """The arrays of :class:`avsync.features.Features` that the model needs (extracted
+    with ``trajectories=True``), as a plain dict (what the cache stores)."""
+    V, A = features.visual, features.audio
+    if V.lips is None or A.mel is None:
+        raise ValueError("features were extracted without trajectories=True")
+    return {
+        "v_times": np.asarray(V.times, np.float64),
+        "lips": np.asarray(V.lips, np.float32),
+        "dark": np.asarray(V.mouth["dark"], np.float32),
+        "a_t0": np.float64(A.t0),
+        "a_rate": np.float64(A.rate),
+        "mel": np.asarray(A.mel, np.float32),
+    }
+
+
+def track_from_raw(raw: dict, t_start: float | None = None, t_end: float | None = None,
+                   name: str = "", group: str = "") -> Track | None:
+    """Resample raw features to the model grid between ``t_start`` and ``t_end``
+    (default: the video's span) and normalise them per clip.  None when shorter than 2 frames."""
+    vt = raw["v_times"]
+    if vt.size < 2:
+        return None
+    lo = vt[0] if t_start is None else max(t_start, vt[0])
+    hi = vt[-1] if t_end is None else min(t_end, vt[-1])
+    T = int(np.floor((hi - lo) * FPS)) + 1
+    if T < 2:
+        return None
+    grid = lo + np.arange(T) / FPS
+    # visual: nearest original frame (no blending across missing faces), masked where it
+    # is more than 1.5 frame periods away or has no face
+    lips = raw["lips"].reshape(len(vt), -1)
+    dark = raw["dark"][:, None]
+    v = np.concatenate([lips, dark], axis=1).astype(np.float64)
+    ok = np.isfinite(v).all(1)
+    idx = np.clip(np.searchsorted(vt, grid), 1, len(vt) - 1)
+    left = vt[idx - 1]
+    near = np.where(np.abs(grid - left) <= np.abs(vt[idx] - grid), idx - 1, idx)
+    period = np.median(np.diff(vt)) if vt.size > 1 else 1 / FPS
+    vmask = ok[near] & (np.abs(vt[near] - grid) <= 1.5 * max(period, 1 / FPS))
+    vis = v[near]
+    if vmask.sum() >= 2:
+        vis = vis - np.median(vis[vmask], axis=0)  # the speaker's neutral mouth
+        vis[:, -1] *= 4.0  # darkness to the same order as the coordinates
+    vis[~vmask] = 0.0
+    # audio: 100 Hz hops centred on the frame grid
+    mel = raw["mel"]
+    at = float(raw["a_t0"]) + np.arange(mel.shape[0]) / float(raw["a_rate"])
+    ag = (grid[:, None] + (np.arange(HOPS)[None, :] - (HOPS - 1) / 2) / (FPS * HOPS)).reshape(-1)
+    if mel.shape[0] >= 2:
+        j = np.clip(np.round((ag - at[0]) * float(raw["a_rate"])).astype(np.int64), 0, mel.shape[0] - 1)
+        amask = (ag >= at[0] - 0.006) & (ag <= at[-1] + 0.006)
+        aud = mel[j].astype(np.float64)
+    else:
+        amask = np.zeros(ag.size, bool)
+        aud = np.zeros((ag.size, N_MEL))
+    aud = normalise_audio(aud, amask)
+    return Track(t0=float(lo), vis=vis.astype(np.float32), vmask=vmask.astype(np.float32),
+                 aud=aud.astype(np.float32), amask=amask.astype(np.float32), name=name, group=group)
+
+
+def normalise_audio(aud: np.ndarray, amask: np.ndarray) -> np.ndarray:
+    """log10 mel -> floor 6 decades under the clip's loudest band energy, minus the
+    per-band mean, over one global standard deviation (the gain and the channel cancel)."""
+    aud = np.array(aud, np.float64)
+    m = amask.astype(bool)
+    if m.sum() < 2:
+        return np.zeros_like(aud)
+    top = np.percentile(aud[m], 99)
+    aud = np.maximum(aud, top - 6.0)
+    aud = aud - aud[m].mean(0)
+    aud = aud / max(aud[m].std(), 1e-3)
+    aud[~m] = 0.0
+    return aud
+
+
+# --------------------------------------------------------------------------- cache
+def cache_key(path: str) -> str:
+    st = os.stat(path)
+    h = hashlib.sha1(f"{os.path.abspath(path)}|{st.st_size}|{int(st.st_mtime)}|{CACHE_VERSION}".encode())
+    return h.hexdigest()[:16]
+
+
+def load_or_extract(path: str, cache_dir: str | None) -> dict:
+    """Raw features of ``path`` from ``cache_dir`` (npz), extracting them when missing."""
+    if cache_dir:
+        f = os.path.join(cache_dir, f"{cache_key(path)}.npz")
+        if os.path.isfile(f):
+            with np.load(f) as z:
+                return {k: z[k] for k in z.files}
+    from ..features import extract_features
+    from ..media import open_media
+
+    with open_media(path) as src:
+        raw = raw_from_features(extract_features(src, faces="auto", trajectories=True))
+    if cache_dir:
+        os.makedirs(cache_dir, exist_ok=True)
+        tmp = os.path.join(cache_dir, f".{cache_key(path)}.{os.getpid()}.tmp.npz")
+        np.savez(tmp, **raw)
+        os.replace(tmp, f)
+    return raw
+
+
+# --------------------------------------------------------------------------- clip lists
+def find_media(dirs: list[str]) -> list[tuple[str, str]]:
+    """(path, group) of every video under ``dirs``.  The group (speaker or source) comes
+    from a MANIFEST.csv ``speaker_id`` column when the folder has one, else from the
+    file name's first two ``_``-separated parts (``grid_s1_...`` -> ``grid_s1``)."""
+    out = []
+    for d in dirs:
+        if os.path.isfile(d):
+            out.append((d, default_group(d)))
+            continue
+        speakers = {}
+        man = os.path.join(d, "MANIFEST.csv")
+        if os.path.isfile(man):
+            with open(man, newline="") as fh:
+                for row in csv.DictReader(fh):
+                    if row.get("speaker_id"):
+                        speakers[os.path.basename(row["file"])] = row["speaker_id"]
+        for root, _dirs, files in os.walk(d):
+            _dirs.sort()
+            for name in sorted(files):
+                if os.path.splitext(name)[1].lower() in VIDEO_EXT:
+                    p = os.path.join(root, name)
+                    out.append((p, speakers.get(name) or default_group(p)))
+    return out
+
+
+def default_group(path: str) -> str:
+    stem = os.path.splitext(os.path.basename(path))[0]
+    parts = stem.split("_")
+    return "_".join(parts[:2]) if len(parts) > 2 else parts[0]
+
+
+def is_validation_group(group: str, share: int = 10) -> bool:
+    """Deterministic speaker-level split: about 1/``share`` of the groups."""
+    return int(hashlib.sha1(group.encode()).hexdigest(), 16) % share == 0
+
+
+# --------------------------------------------------------------------------- training pairs
+def sample_pair(tracks: list[Track], i: int, rng: np.random.Generator, length: int, max_shift: int,
+                negative: bool = False, augment: bool = True):
+    """One training example from track ``i``: (vis [L, VIS_DIM], vmask [L], aud [HOPS*L, N_MEL],
+    amask [HOPS*L], label) with the audio moved EARLIER by ``label`` frames (label in
+    [-max_shift, max_shift]); ``label = -999`` for a negative (another clip's audio)."""
+    tr = tracks[i]
+    T = len(tr)
+    L = min(length, T)
+    s = int(rng.integers(0, T - L + 1))
+    vis = tr.vis[s:s + L].copy()
+    vmask = tr.vmask[s:s + L].copy()
+    if negative and len(tracks) > 1:
+        j = int(rng.integers(0, len(tracks) - 1))
+        j = j + (j >= i)
+        # avoid the same speaker when possible
+        for _ in range(5):
+            if tracks[j].group != tr.group:
+                break
+            j = int(rng.integers(0, len(tracks)))
+            if j == i:
+                j = (j + 1) % len(tracks)
+        src, label = tracks[j], -999
+        d = int(rng.integers(-max_shift, max_shift + 1))
+        a0 = int(rng.integers(0, max(1, len(src) - L + 1))) + d
+    else:
+        src = tr
+        label = int(rng.integers(-max_shift, max_shift + 1))
+        a0 = s + label  # a'(t) = a(t + d): the audio moved earlier by d frames
+    aud = np.zeros((HOPS * L, N_MEL), np.float32)
+    amask = np.zeros(HOPS * L, np.float32)
+    lo, hi = max(0, a0), min(len(src), a0 + L)
+    if hi > lo:
+        aud[HOPS * (lo - a0):HOPS * (hi - a0)] = src.aud[HOPS * lo:HOPS * hi]
+        amask[HOPS * (lo - a0):HOPS * (hi - a0)] = src.amask[HOPS * lo:HOPS * hi]
+    if augment:
+        vis, aud = _augment(vis, vmask, aud, amask, rng)
+    if L < length:  # pad to the batch length (masked)
+        pv = length - L
+        vis = np.concatenate([vis, np.zeros((pv, vis.shape[1]), np.float32)])
+        vmask = np.concatenate([vmask, np.zeros(pv, np.float32)])
+        aud = np.concatenate([aud, np.zeros((HOPS * pv, N_MEL), np.float32)])
+        amask = np.concatenate([amask, np.zeros(HOPS * pv, np.float32)])
+    return vis, vmask, aud, amask, label
+
+
+def _augment(vis, vmask, aud, amask, rng):
+    vis = vis.copy()
+    # landmark jitter, face-size error and a small in-plane rotation of the mouth shape
+    xy = vis[:, :2 * N_LIP].reshape(len(vis), N_LIP, 2)
+    ang = rng.normal(0, 0.05)
+    c, s = np.cos(ang), np.sin(ang)
+    xy = xy @ np.array([[c, s], [-s, c]], np.float32) * rng.uniform(0.85, 1.15)
+    xy = xy + rng.normal(0, 0.01, xy.shape).astype(np.float32)
+    vis[:, :2 * N_LIP] = xy.reshape(len(vis), -1)
+    vis[:, -1] *= rng.uniform(0.5, 1.5)
+    vis[vmask == 0] = 0.0
+    # random face drop-outs (tracking failures)
+    if rng.random() < 0.2 and len(vis) > 10:
+        a = int(rng.integers(0, len(vis) - 5))
+        vis[a:a + int(rng.integers(1, 6))] = 0.0
+    aud = aud.copy()
+    # background noise in the (normalised) log-mel domain: soft max with a noise floor
+    if rng.random() < 0.4:
+        floor = rng.normal(rng.uniform(-1.0, 1.0), 0.3, aud.shape).astype(np.float32)
+        aud = np.logaddexp(aud * 2.3, floor * 2.3) / 2.3
+        m = amask > 0
+        if m.sum() > 2:
+            aud = (aud - aud[m].mean(0)) / max(aud[m].std(), 1e-3)
+    aud = aud * rng.uniform(0.8, 1.2)
+    aud[amask == 0] = 0.0
+    return vis, aud.astype(np.float32)
