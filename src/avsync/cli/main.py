@@ -30,6 +30,7 @@ log = logging.getLogger("avsync.cli")
 #: each must import its heavy dependencies lazily, inside the command it runs
 EXTENSIONS: tuple[str, ...] = (
     "..bench.cli",
+    ".pipeline",
 )
 
 
