@@ -251,12 +251,12 @@ def train_transformer(train, val, opt: TrainOptions, progress=None) -> dict:
     mu, sd = _norm(Xt)
     net = make_transformer(Xt.shape[1])
     counts = np.bincount(kt, minlength=len(FAULTS)).astype(np.float64)
-    # "none" is half the data: weight it like the four faults together
+    # inverse-frequency weights, then "none" (sync) scaled to weigh as much as the four faults together
     w = np.where(counts > 0, len(kt) / np.maximum(counts, 1) / len(FAULTS), 0.0)
-    w[0] *= (len(FAULTS) - 1) / 1.0 / 2
+    w[0] *= max(1, int(np.sum(counts[1:] > 0)))
     w = w / w[w > 0].mean()
     lossf = torch.nn.CrossEntropyLoss(weight=torch.tensor(w, dtype=torch.float32), ignore_index=-100)
-    optim = torch.optim.AdamW(net.parameters(), lr=opt.lr or 1e-2, weight_decay=1e-3)
+    optim = torch.optim.AdamW(net.parameters(), lr=opt.lr or 3e-3, weight_decay=1e-3)
     best, best_state, wait = math.inf, None, 0
     for ep in range(opt.max_epochs):
         net.train()

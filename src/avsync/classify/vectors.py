@@ -83,8 +83,10 @@ def rich(arr: dict) -> np.ndarray:
         else:
             zero, flat, flat_max, mdelta, lvl, lvl_sd = 1.0, 0.0, 0.0, 0.0, -100.0, 0.0
             mfcc = np.zeros(N_MFCC)
+        # a silent segment: the correlation windows around it measure its neighbours, not it
+        silent = zero > 0.5 or lvl < -70.0
         p = prof_all[i].astype(np.float64) if i < prof_all.shape[0] else np.full(lags.size, np.nan)
-        if np.isfinite(p).sum() > 10:
+        if not silent and np.isfinite(p).sum() > 10:
             k = int(np.nanargmax(p))
             near0 = np.abs(lags) <= 0.041
             r0 = float(np.nanmax(p[near0])) if np.isfinite(p[near0]).any() else 0.0
@@ -95,7 +97,7 @@ def rich(arr: dict) -> np.ndarray:
             lag_feats = [0.0] * (6 + len(LAG_BINS_S))
         # envelope coupling at lag 0 within the segment's 3-s neighbourhood
         env = 0.0
-        if has_audio:
+        if has_audio and not silent:
             ft = arr["frame_t"]
             sel = (ft >= s - 1) & (ft < e + 1)
             if sel.sum() > 5:
@@ -106,13 +108,14 @@ def rich(arr: dict) -> np.ndarray:
                     env = float(np.corrcoef(mv, a_on_f)[0, 1])
         rows.append([base[i, 0], base[i, 1], float(np.log10(Vraw[i] + 1e-3)), lvl, lvl_sd, zero,
                      float(has_audio), flat, flat_max, mdelta] + list(mfcc) + lag_feats
-                    + [env] + _core(arr, i))
+                    + [env] + _core(arr, i, silent=silent))
     X = np.asarray(rows, np.float32)
     return np.nan_to_num(X, nan=0.0, posinf=0.0, neginf=0.0)
 
 
-def _core(arr: dict, i: int) -> list[float]:
-    """Cues from the core estimator's window around segment ``i`` (zeros when it abstained)."""
+def _core(arr: dict, i: int, silent: bool = False) -> list[float]:
+    """Cues from the core estimator's window around segment ``i`` (zeros when it abstained,
+    or when the segment itself is silent: its window's estimate says nothing about it)."""
     from .features import CORE_LAGS_MS
 
     n = 10 + len(LAG_BINS_S)
@@ -123,7 +126,7 @@ def _core(arr: dict, i: int) -> list[float]:
     w_off, w_conf = (float(x) for x in arr["core_whole"])
     lips = float(bool(arr["core_lips"]))
     prof = arr["core_profile"][i].astype(np.float64)
-    if not np.isfinite(off) or np.isfinite(prof).sum() < 5:
+    if silent or not np.isfinite(off) or np.isfinite(prof).sum() < 5:
         return [0.0] * (n - 2) + [lips, 0.0]
     lags = CORE_LAGS_MS / 1000.0
     z = (prof - np.nanmean(prof)) / (np.nanstd(prof) + 1e-9)

@@ -72,6 +72,13 @@ def register(subparsers) -> None:
     s.add_argument("--variants", type=int, default=1, help="samples drawn per sub-segment (default 1)")
     s.add_argument("--workers", type=int, default=None, help="parallel processes (default: up to 2)")
     s.add_argument("--resume", action="store_true", help="keep sample files that already exist")
+    s.add_argument("--include", action="append", default=None, metavar="PATTERN",
+                   help="--clips: only files whose name matches this shell pattern (repeatable)")
+    s.add_argument("--split-seed", type=int, default=None, help="seed of the per-source split (default --seed)")
+    s.add_argument("--assign-split", choices=("train", "val", "test"),
+                   help="put every source in this split (an extra training pool)")
+    s.add_argument("--only-split", action="append", choices=("train", "val", "test"), default=None,
+                   help="render only the samples of this split (repeatable)")
     s.add_argument("--split-by", choices=("official", "seed"), default="official",
                    help="--events: keep the official AVE split (default) or draw train/val/test per source from --seed")
     _progress_args(s)
@@ -93,8 +100,10 @@ def register(subparsers) -> None:
                               description="Train on the 'train' split, stop early on the 'val' split.")
     t.add_argument("--model", required=True, metavar="NAME",
                    help="threshold | mlp (seed baseline on [V,A]) | mlp-rich | transformer")
-    t.add_argument("--metadata", required=True, metavar="CSV")
-    t.add_argument("--features", required=True, metavar="DIR")
+    t.add_argument("--metadata", required=True, action="append", metavar="CSV",
+                   help="synth metadata CSV (repeatable: several sample sets, each with its --features)")
+    t.add_argument("--features", required=True, action="append", metavar="DIR",
+                   help="features folder of the --metadata at the same position")
     t.add_argument("--out", required=True, metavar="PATH", help="model file to write (.pt)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--max-epochs", type=int, default=300)
@@ -166,8 +175,10 @@ def cmd_dataset_synth(args) -> int:
 
     if args.variants < 1:
         raise UsageError("--variants must be >= 1")
-    opt = synth.SynthOptions(seed=args.seed, variants=args.variants, workers=_workers(args.workers))
-    sources = synth.sources_from_csv(args.events, args.split_by == "official") if args.events else synth.sources_from_dirs(args.clips)
+    opt = synth.SynthOptions(seed=args.seed, variants=args.variants, workers=_workers(args.workers),
+                             split_seed=args.split_seed, assign_split=args.assign_split,
+                             only_splits=tuple(args.only_split) if args.only_split else None)
+    sources = synth.sources_from_csv(args.events, args.split_by == "official") if args.events else synth.sources_from_dirs(args.clips, args.include)
     meta = args.metadata or os.path.join(args.out, "metadata.csv")
     res = synth.synthesize(sources, args.out, meta, opt, count_progress("synth", _progress_on(args)), args.resume)
     for sid, why in res.failed:
@@ -212,9 +223,14 @@ def cmd_train(args) -> int:
 
     if args.model not in TRAINERS:
         raise UsageError(f"unknown model {args.model!r}; choose from {', '.join(sorted(TRAINERS))}")
-    samples, missing = load_samples(args.metadata, args.features, ("train", "val"), missing_ok=False)
-    if missing:
-        _err(f"{len(missing)} samples have no feature file in {args.features} (skipped)")
+    if len(args.metadata) != len(args.features):
+        raise UsageError("give one --features DIR for every --metadata CSV")
+    samples = []
+    for meta, feats in zip(args.metadata, args.features):
+        got, missing = load_samples(meta, feats, ("train", "val"), missing_ok=False)
+        samples += got
+        if missing:
+            _err(f"{len(missing)} samples of {meta} have no feature file in {feats} (skipped)")
     train = [s for s in samples if s.split == "train"]
     val = [s for s in samples if s.split == "val"]
     opt = TrainOptions(seed=args.seed, max_epochs=args.max_epochs, patience=args.patience)

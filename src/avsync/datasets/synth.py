@@ -55,6 +55,13 @@ class SynthOptions:
     tempo: tuple[float, float] = (0.75, 1.33)
     split_fractions: tuple[float, float, float] = (0.7, 0.15, 0.15)
     workers: int = 1
+    #: seed of the per-source split draw (None: ``seed``); lets a second draw of samples
+    #: from the same clips keep the first draw's splits
+    split_seed: int | None = None
+    #: every source in this split (e.g. an extra training pool); None: drawn per source
+    assign_split: str | None = None
+    #: keep only the samples of these splits (None: all)
+    only_splits: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -98,8 +105,11 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", name)[:80] or "clip"
 
 
-def sources_from_dirs(dirs: list[str]) -> list[Source]:
-    """Every media file of the folders (category = folder name), durations probed."""
+def sources_from_dirs(dirs: list[str], include: list[str] | None = None) -> list[Source]:
+    """Every media file of the folders (category = folder name), durations probed;
+    ``include``: shell patterns, a file is taken when its name matches one."""
+    from fnmatch import fnmatch
+
     from .mediaio import probe_duration
 
     out = []
@@ -109,6 +119,8 @@ def sources_from_dirs(dirs: list[str]) -> list[Source]:
         cat = os.path.basename(os.path.normpath(d))
         for name in sorted(os.listdir(d)):
             p = os.path.join(d, name)
+            if include and not any(fnmatch(name, pat) for pat in include):
+                continue
             if os.path.isfile(p) and name.lower().endswith(MEDIA_EXT):
                 out.append(Source(os.path.splitext(name)[0], os.path.abspath(p), probe_duration(p), cat))
     if not out:
@@ -162,9 +174,12 @@ def _cuts(rng: np.random.Generator, dur: float, opt: SynthOptions) -> list[tuple
 def _assign_splits(sources: list[Source], opt: SynthOptions) -> dict[str, str]:
     """Split per source: the source's own (official) split when it has one, else an
     exact-proportion shuffle of the remaining sources drawn from ``seed``."""
+    if opt.assign_split:
+        return {s.path: opt.assign_split for s in sources}
     out = {s.path: s.split for s in sources if s.split}
     rest = sorted({s.path for s in sources if not s.split})
-    order = np.random.default_rng([opt.seed, 7]).permutation(len(rest))
+    seed = opt.seed if opt.split_seed is None else opt.split_seed
+    order = np.random.default_rng([seed, 7]).permutation(len(rest))
     n = len(rest)
     n_tr = int(round(opt.split_fractions[0] * n))
     n_va = int(round(opt.split_fractions[1] * n))
@@ -221,6 +236,8 @@ def plan(sources: list[Source], opt: SynthOptions, out_dir: str) -> list[SampleS
                         lo, hi_t = opt.tempo
                         spec.tempo = float(rng.uniform(lo, 0.9) if rng.random() < 0.5 else rng.uniform(1.1, hi_t))
                 specs.append(spec)
+    if opt.only_splits is not None:
+        specs = [s for s in specs if s.split in opt.only_splits]
     return specs
 
 
