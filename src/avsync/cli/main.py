@@ -33,7 +33,8 @@ EXTENSIONS: tuple[str, ...] = (
     ".monitor",
     ".serve",
     ".batch",
-    ".train_fcn",
+    ".pipeline",
+    ".train",
 )
 
 

@@ -13,29 +13,21 @@ MODELS = {
 }
 
 
-def register(subparsers) -> None:
-    if "train" in getattr(subparsers, "choices", {}):
-        return  # another module owns `train`
-    p = subparsers.add_parser("train", help="train a learned sync model on in-sync clips",
-                              description="Train a learned sync model on folders of in-sync talking-face "
-                                          "clips (self-supervised: the clip's own audio moved by known shifts).")
-    p.add_argument("--model", choices=sorted(MODELS), default="fcn",
-                   help="; ".join(f"{k}: {v}" for k, v in MODELS.items()))
-    p.add_argument("--data", nargs="+", required=True, metavar="DIR", help="folders (or files) of video clips")
-    p.add_argument("--out", required=True, metavar="MODEL.pt", help="weights file to write")
-    p.add_argument("--cache", metavar="DIR", help="cache extracted features here (npz per clip)")
-    p.add_argument("--exclude", nargs="*", default=[], metavar="S",
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The ``avsync train`` options of the fcn / regression models (see :mod:`avsync.cli.train`)."""
+    g = p.add_argument_group("fcn / regression (self-supervised on in-sync clips)")
+    g.add_argument("--data", nargs="+", metavar="DIR", help="folders (or files) of in-sync video clips")
+    g.add_argument("--cache", metavar="DIR", help="cache extracted features here (npz per clip)")
+    g.add_argument("--exclude", nargs="*", default=[], metavar="S",
                    help="leave out clips whose path contains S or whose speaker group is S")
-    p.add_argument("--steps", type=int, default=2000)
-    p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--max-offset", type=int, default=20, metavar="K", help="offsets -K..K frames (default 20)")
-    p.add_argument("--channels", type=int, default=48)
-    p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
-    p.add_argument("--workers", type=int, default=1, help="processes extracting features (default 1)")
-    p.add_argument("--resume", action="store_true", help="continue from MODEL.pt.ckpt when present")
-    p.set_defaults(func=run)
+    g.add_argument("--steps", type=int, default=2000)
+    g.add_argument("--batch", type=int, default=32)
+    g.add_argument("--max-offset", type=int, default=20, metavar="K", help="offsets -K..K frames (default 20)")
+    g.add_argument("--channels", type=int, default=48)
+    g.add_argument("--lr", type=float, default=2e-3)
+    g.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    g.add_argument("--workers", type=int, default=1, help="processes extracting features (default 1)")
+    g.add_argument("--resume", action="store_true", help="continue from MODEL.pt.ckpt when present")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -47,6 +39,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("avsync train needs torch: pip install 'avsync[fcn]'") from None
     from ..models.train_fcn import TrainOptions, train
 
+    if not args.data:
+        raise UsageError(f"--model {args.model} needs --data DIR... (folders of in-sync clips)")
     if args.steps < 1 or args.batch < 1 or args.max_offset < 1:
         raise UsageError("--steps, --batch and --max-offset must be >= 1")
     opts = TrainOptions(data=args.data, out=args.out, model=args.model, cache_dir=args.cache,

@@ -1,0 +1,283 @@
+"""`avsync dataset | features | train | evaluate | classify` (the AVE-style pipeline).
+
+Registered by :mod:`avsync.cli.main` through its EXTENSIONS list.  torch, h5py and
+the dataset code are imported only inside the commands that need them.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from ..errors import AvsyncError, UsageError
+
+EXIT_OK, EXIT_MEDIA = 0, 3
+
+
+def _err(msg: str) -> None:
+    sys.stderr.write("avsync: " + " ".join(str(msg).split()) + "\n")
+
+
+def _progress_on(args) -> bool:
+    if getattr(args, "no_progress", False):
+        return False
+    try:
+        return bool(getattr(args, "progress", False)) or sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def _workers(n: int | None) -> int:
+    if n is None:
+        return max(1, min(2, os.cpu_count() or 1))
+    if n < 1:
+        raise UsageError(f"--workers must be >= 1, got {n}")
+    return n
+
+
+def _progress_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--progress", action="store_true", help="progress on stderr even when not a TTY")
+    g.add_argument("--no-progress", action="store_true", help="no progress output")
+
+
+def register(subparsers) -> None:
+    d = subparsers.add_parser("dataset", help="AVE annotations to CSV, trimming, synthetic misalignments")
+    dsub = d.add_subparsers(dest="dataset_command", metavar="SUBCOMMAND")
+    dsub.required = True
+    a = dsub.add_parser("ave", help="AVE annotation list + official splits -> CSV; optionally trim the events",
+                        description="Parse AVE_Annotations.txt (Category&VideoID&Quality&StartTime&EndTime) and the "
+                                    "AVE_{train,val,test}_order.h5 split files into a CSV with a split column.")
+    a.add_argument("annotations", metavar="AVE_Annotations.txt")
+    a.add_argument("--out", required=True, metavar="CSV", help="the events CSV to write")
+    a.add_argument("--splits-dir", metavar="DIR",
+                   help="folder with AVE_*_order.h5 (default: the annotation file's folder)")
+    a.add_argument("--videos", action="append", default=[], metavar="DIR",
+                   help="folder of AVE videos named VideoID.mp4 or ave_VideoID.mp4 (repeatable): trim every event")
+    a.add_argument("--trim-to", metavar="DIR", help="where the trimmed events go (with --videos)")
+    a.add_argument("--trimmed-csv", metavar="CSV",
+                   help="CSV of the trimmed events (input of 'dataset synth --events'; default DIR/events.csv)")
+    _progress_args(a)
+    a.set_defaults(func=cmd_dataset_ave)
+
+    s = dsub.add_parser("synth", help="positive and misaligned samples from clips or trimmed events",
+                        description="Cut every segment into 1-3 sub-segments (>= 1 s) and make balanced positive and "
+                                    "negative (time_shift / noise / mute / distort) samples, deterministically.")
+    src = s.add_mutually_exclusive_group(required=True)
+    src.add_argument("--events", metavar="CSV", help="trimmed events CSV written by 'dataset ave --trim-to'")
+    src.add_argument("--clips", nargs="+", metavar="DIR", help="folders of clips (each whole clip is a segment)")
+    s.add_argument("--out", required=True, metavar="DIR", help="folder for the sample files")
+    s.add_argument("--metadata", metavar="CSV", help="metadata CSV (default DIR/metadata.csv)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--variants", type=int, default=1, help="samples drawn per sub-segment (default 1)")
+    s.add_argument("--workers", type=int, default=None, help="parallel processes (default: up to 2)")
+    s.add_argument("--resume", action="store_true", help="keep sample files that already exist")
+    s.add_argument("--include", action="append", default=None, metavar="PATTERN",
+                   help="--clips: only files whose name matches this shell pattern (repeatable)")
+    s.add_argument("--split-seed", type=int, default=None, help="seed of the per-source split (default --seed)")
+    s.add_argument("--assign-split", choices=("train", "val", "test"),
+                   help="put every source in this split (an extra training pool)")
+    s.add_argument("--only-split", action="append", choices=("train", "val", "test"), default=None,
+                   help="render only the samples of this split (repeatable)")
+    s.add_argument("--split-by", choices=("official", "seed"), default="official",
+                   help="--events: keep the official AVE split (default) or draw train/val/test per source from --seed")
+    _progress_args(s)
+    s.set_defaults(func=cmd_dataset_synth)
+
+    f = subparsers.add_parser("features", help="per-sample motion / RMS / MFCC / frames / lag-profile features",
+                              description="Extract the classifier features of every sample of a metadata CSV "
+                                          "(or of MEDIA files) into compressed NPZ files; existing ones are kept.")
+    f.add_argument("inputs", nargs="*", metavar="MEDIA", help="media files (instead of --metadata)")
+    f.add_argument("--metadata", metavar="CSV", help="synth metadata CSV")
+    f.add_argument("--out", required=True, metavar="DIR")
+    f.add_argument("--npy", action="store_true", help="a folder of .npy files per sample instead of one .npz")
+    f.add_argument("--workers", type=int, default=None)
+    f.add_argument("--force", action="store_true", help="recompute existing feature files")
+    _progress_args(f)
+    f.set_defaults(func=cmd_features)
+
+    e = subparsers.add_parser("evaluate", help="metrics, ROC and confusion matrix of trained classifiers")
+    e.add_argument("models", nargs="+", metavar="MODEL")
+    e.add_argument("--metadata", required=True, metavar="CSV")
+    e.add_argument("--features", required=True, metavar="DIR")
+    e.add_argument("--split", default="test", help="split to evaluate (default test)")
+    e.add_argument("--plot", metavar="PNG", help="ROC curves + confusion matrix")
+    e.add_argument("--json", metavar="FILE", help="write all metrics as JSON")
+    e.set_defaults(func=cmd_evaluate)
+
+    c = subparsers.add_parser("classify", help="label every 1-s segment: in sync or not, and the fault",
+                              description="Label every 1-second segment of MEDIA (schema avsync.segments/1).")
+    c.add_argument("media", nargs="+", metavar="MEDIA")
+    c.add_argument("--model", metavar="PATH", help="model file (default: the one shipped with avsync)")
+    c.add_argument("--json", action="store_true", help="one JSON document per input on stdout")
+    c.set_defaults(func=cmd_classify)
+
+
+# -- dataset ---------------------------------------------------------------------------
+def cmd_dataset_ave(args) -> int:
+    from ..datasets import ave
+    from ..datasets.util import count_progress
+
+    events = ave.parse_annotations(args.annotations)
+    sdir = args.splits_dir or os.path.dirname(os.path.abspath(args.annotations))
+    split_files = ave.find_split_files(sdir)
+    if not split_files:
+        raise UsageError(f"{sdir}: no AVE_{{train,val,test}}_order.h5 split files")
+    events = ave.assign_splits(events, split_files)
+    ave.write_csv(events, args.out)
+    counts = {k: sum(e.split == k for e in events) for k in ("train", "val", "test", "")}
+    print(f"wrote {args.out}: {len(events)} events (train {counts['train']}, val {counts['val']}, "
+          f"test {counts['test']}, in no split {counts['']})")
+    if not args.videos:
+        return EXIT_OK
+    if not args.trim_to:
+        raise UsageError("--videos needs --trim-to DIR")
+    for d in args.videos:
+        if not os.path.isdir(d):
+            raise UsageError(f"{d}: not a folder")
+    res = ave.trim_events(events, args.videos, args.trim_to, count_progress("trim", _progress_on(args)))
+    csv_path = args.trimmed_csv or os.path.join(args.trim_to, "events.csv")
+    ave.write_trim_csv(res, csv_path)
+    print(f"trimmed {len(res.written)} events into {args.trim_to} (list: {csv_path}); "
+          f"{len(res.missing)} events have no video in {', '.join(args.videos)}; {len(res.failed)} failed")
+    for e, why in res.failed:
+        _err(why)
+    if res.missing and len(res.missing) <= 20:
+        for e in res.missing:
+            print(f"  missing: {e.video_id} ({e.category}, {e.start_s:g}-{e.end_s:g} s)")
+    elif res.missing:
+        miss = os.path.join(args.trim_to, "missing.txt")
+        from ..datasets.util import atomic_write_bytes
+
+        atomic_write_bytes(miss, "".join(f"{e.video_id}\n" for e in res.missing).encode())
+        print(f"  the missing video ids are listed in {miss}")
+    return EXIT_MEDIA if res.failed and not res.written else EXIT_OK
+
+
+def cmd_dataset_synth(args) -> int:
+    from ..datasets import synth
+    from ..datasets.util import count_progress
+
+    if args.variants < 1:
+        raise UsageError("--variants must be >= 1")
+    opt = synth.SynthOptions(seed=args.seed, variants=args.variants, workers=_workers(args.workers),
+                             split_seed=args.split_seed, assign_split=args.assign_split,
+                             only_splits=tuple(args.only_split) if args.only_split else None)
+    sources = synth.sources_from_csv(args.events, args.split_by == "official") if args.events else synth.sources_from_dirs(args.clips, args.include)
+    meta = args.metadata or os.path.join(args.out, "metadata.csv")
+    res = synth.synthesize(sources, args.out, meta, opt, count_progress("synth", _progress_on(args)), args.resume)
+    for sid, why in res.failed:
+        _err(f"{sid}: {why}")
+    kinds: dict[str, int] = {}
+    for s in res.samples:
+        kinds[s.kind] = kinds.get(s.kind, 0) + 1
+    print(f"wrote {len(res.samples)} samples from {len(sources)} sources to {args.out}; metadata {meta}; "
+          + ", ".join(f"{k} {v}" for k, v in sorted(kinds.items())) + (f"; {len(res.failed)} failed" if res.failed else ""))
+    return EXIT_MEDIA if res.failed else EXIT_OK
+
+
+# -- features --------------------------------------------------------------------------
+def cmd_features(args) -> int:
+    from ..classify.features import extract_many
+    from ..datasets.util import count_progress
+
+    if bool(args.metadata) == bool(args.inputs):
+        raise UsageError("give either --metadata CSV or MEDIA files")
+    if args.metadata:
+        from ..datasets.synth import read_metadata
+
+        items = [(r["sample_id"], r["FilePath"]) for r in read_metadata(args.metadata)]
+    else:
+        items = []
+        for p in args.inputs:
+            stem = os.path.splitext(os.path.basename(p))[0] or "media"
+            items.append(("".join(c if c.isalnum() or c in "-_." else "_" for c in stem), p))
+    res = extract_many(items, args.out, args.npy, _workers(args.workers),
+                       count_progress("features", _progress_on(args)), args.force)
+    for path, why in res.failed:
+        _err(why)
+    print(f"features: {res.written} written, {res.skipped} already there, {len(res.failed)} failed -> {args.out}")
+    return EXIT_MEDIA if res.failed else EXIT_OK
+
+
+# -- train / evaluate ------------------------------------------------------------------
+def cmd_train(args) -> int:
+    from ..classify.evaluate import load_samples
+    from ..classify.models import TRAINERS, TrainOptions, save_model
+    from ..datasets.util import count_progress
+
+    if args.model not in TRAINERS:
+        raise UsageError(f"unknown model {args.model!r}; choose from {', '.join(sorted(TRAINERS))}")
+    if len(args.metadata) != len(args.features):
+        raise UsageError("give one --features DIR for every --metadata CSV")
+    samples = []
+    for meta, feats in zip(args.metadata, args.features):
+        got, missing = load_samples(meta, feats, ("train", "val"), missing_ok=False)
+        samples += got
+        if missing:
+            _err(f"{len(missing)} samples of {meta} have no feature file in {feats} (skipped)")
+    train = [s for s in samples if s.split == "train"]
+    val = [s for s in samples if s.split == "val"]
+    opt = TrainOptions(seed=args.seed, max_epochs=args.max_epochs, patience=args.patience)
+    bundle = TRAINERS[args.model](train, val, opt, count_progress(f"train {args.model} epoch", _progress_on(args)))
+    if _progress_on(args):
+        sys.stderr.write("\n")
+    save_model(bundle, args.out)
+    extra = ", ".join(f"{k} {bundle[k]:.4g}" for k in ("threshold", "val_f1", "val_loss", "epochs") if k in bundle)
+    print(f"trained {args.model} on {len(train)} samples ({sum(len(s.times) for s in train)} segments), "
+          f"validated on {len(val)}: {extra} -> {args.out}")
+    return EXIT_OK
+
+
+def cmd_evaluate(args) -> int:
+    import json
+
+    from ..classify.evaluate import evaluate, load_samples, plot, table
+    from ..classify.models import load_model
+
+    models = [load_model(p) for p in args.models]
+    samples, missing = load_samples(args.metadata, args.features, (args.split,), missing_ok=False)
+    if missing:
+        _err(f"{len(missing)} {args.split} samples have no feature file (skipped)")
+    evals = []
+    for path, m in zip(args.models, models):
+        ev = evaluate(m, samples)
+        ev.model = os.path.splitext(os.path.basename(path))[0]
+        evals.append(ev)
+    print(f"split {args.split}: {len(samples)} samples from {len({s.source for s in samples})} source clips, "
+          f"{sum(len(s.times) for s in samples)} 1-s segments; desync = positive class")
+    print(table(evals))
+    if args.json:
+        from ..datasets.util import atomic_write_bytes
+
+        doc = {"split": args.split, "samples": len(samples),
+               "models": {e.model: e.metrics.to_dict() for e in evals}}
+        atomic_write_bytes(args.json, json.dumps(doc, indent=1).encode())
+    if args.plot:
+        plot(evals, args.plot)
+        print(f"plot: {args.plot}")
+    return EXIT_OK
+
+
+# -- classify --------------------------------------------------------------------------
+def cmd_classify(args) -> int:
+    from ..classify.segments import classify
+
+    failed = 0
+    for i, path in enumerate(args.media):
+        try:
+            rep = classify(path, args.model)
+        except UsageError:
+            raise
+        except AvsyncError as exc:
+            _err(str(exc) if exc.path else f"{path}: {exc}")
+            failed += 1
+            continue
+        if args.json:
+            sys.stdout.write(rep.to_json() + "\n")
+        else:
+            if i:
+                sys.stdout.write("\n")
+            sys.stdout.write(rep.to_text() + "\n")
+        sys.stdout.flush()
+    return EXIT_MEDIA if failed else EXIT_OK
