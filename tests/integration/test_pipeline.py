@@ -104,7 +104,7 @@ def test_bad_input_every_command(tmp_path, capsys):
         (["features", str(junk), "--out", str(tmp_path / "f")], 3, "junk.mp4"),
         (["features", "--out", str(tmp_path / "f")], 2, "either"),
         (["train", "--model", "nope", "--metadata", str(text), "--features", str(tmp_path), "--out", "x.pt"], 2,
-         "invalid choice"),
+         "unknown model"),
         (["train", "--model", "mlp", "--metadata", str(text), "--features", str(tmp_path), "--out", "x.pt"], 2,
          "not a synth metadata CSV"),
         (["evaluate", str(junk), "--metadata", str(text), "--features", str(tmp_path)], 2, "not a readable model"),

@@ -25,8 +25,7 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "train", help="train a learned model (segment classifiers; fcn offset model)",
         description="Train a learned model.  " + "; ".join(f"{k}: {v}" for k, v in models.items()))
-    p.add_argument("--model", required=True, choices=sorted(models), metavar="NAME",
-                   help=" | ".join(sorted(models)))
+    p.add_argument("--model", required=True, metavar="NAME", help=" | ".join(sorted(models)))
     p.add_argument("--out", required=True, metavar="PATH", help="model file to write (.pt)")
     p.add_argument("--seed", type=int, default=0)
     g = p.add_argument_group("segment classifiers (AVE-style samples from `avsync dataset synth` + `avsync features`)")
@@ -44,6 +43,9 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.model not in CLASSIFIERS and args.model not in train_fcn.MODELS:
+        names = ", ".join(sorted({**CLASSIFIERS, **train_fcn.MODELS}))
+        raise UsageError(f"unknown model {args.model!r}; choose from {names}")
     if args.model in train_fcn.MODELS:
         return train_fcn.run(args)
     if not args.metadata or not args.features:
