@@ -68,6 +68,10 @@ def run_speed(args: argparse.Namespace) -> int:
 
 def run_batch_bench(args: argparse.Namespace) -> int:
     from .batch import main
+
+    return main(args)
+
+
 def run_syncnet(args: argparse.Namespace) -> int:
     from .syncnet_bench import main
 
