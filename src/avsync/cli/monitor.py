@@ -1,32 +1,12 @@
 """``avsync monitor URL``: follow an HLS stream, one line per window, alerts on faults."""
 from __future__ import annotations
 
-import argparse
 import json
 import signal
 import sys
 
 from ..timeline import TOLERANCE_NAMES
-
-
-def _positive(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not v > 0 or v == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be > 0: {text!r}")
-    return v
-
-
-def _count(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1: {text!r}")
-    return v
+from .argtypes import count as _count, positive as _positive
 
 
 def register(subparsers) -> None:

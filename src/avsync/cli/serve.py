@@ -1,17 +1,7 @@
 """``avsync serve``: the REST API (OpenAPI at /docs) and the web page at /."""
 from __future__ import annotations
 
-import argparse
-
-
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1: {text!r}")
-    return v
+from .argtypes import count as _positive_int
 
 
 def register(subparsers) -> None:
