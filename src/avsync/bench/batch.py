@@ -41,7 +41,9 @@ def make_inputs(dirs: list[str], n: int, folder: str, max_seconds: float = 8.0) 
 
     clips = _clips(dirs, max_seconds)
     if not clips:
-        raise SystemExit(f"no usable clips (audio+video, <= {max_seconds:g} s) under {', '.join(dirs)}")
+        from ..errors import UsageError
+
+        raise UsageError(f"no usable clips (audio+video, <= {max_seconds:g} s) under {', '.join(dirs)}")
     paths = []
     i = 0
     while len(paths) < n - 1:
