@@ -96,7 +96,7 @@ def resolve_weights(path: str | None) -> str:
     return path
 
 
-@lru_cache(maxsize=2)
+@lru_cache(maxsize=4)  # one per precision: the benchmark interleaves them
 def _scorer(path: str, mtime: float, precision: str, batch: int, threads: int | None) -> Scorer:
     return Scorer(path, precision=precision, batch=batch, threads=threads)
 
