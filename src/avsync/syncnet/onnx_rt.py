@@ -22,6 +22,7 @@ import logging
 import os
 import tempfile
 import threading
+import warnings
 
 import numpy as np
 import torch
@@ -52,7 +53,8 @@ def require_onnx() -> tuple:
 
 def _export(module: torch.nn.Module, example: torch.Tensor) -> bytes:
     buf = io.BytesIO()
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript exporter announces its retirement
         torch.onnx.export(module, (example,), buf, input_names=["x"], output_names=["emb"],
                           dynamic_axes={"x": {0: "batch"}, "emb": {0: "batch"}}, opset_version=17,
                           dynamo=False, do_constant_folding=True)
