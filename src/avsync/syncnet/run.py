@@ -36,7 +36,7 @@ CONF_SLOPE = 1.5
 class SyncNetOptions:
     weights: str | None = None
     crop: str = "auto"  # "auto": detect and track faces; "none": the pictures are face crops
-    precision: str = "exact"  # "exact" (fp32) or "fast" (bfloat16)
+    precision: str = "exact"  # "exact" (fp32), "fast" (bfloat16), "onnx" (ONNX Runtime fp32), "onnx-int8"
     detector: str = "hog"
     detect_every: int = 5
     debug_dir: str | None = None
