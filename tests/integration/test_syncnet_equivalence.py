@@ -212,11 +212,14 @@ def _package(path, weights, extra=()):
     return json.loads(p.stdout)
 
 
-def _compare(doc, ref):
+def _compare(doc, ref, tol=1e-4):
     curve = np.array(doc["profile"]["value"])
     assert doc["profile"]["kind"] == "distance" and curve.size == 31
     rel = np.abs(curve - ref["curve"]) / np.abs(ref["curve"])
-    assert rel.max() < 1e-4, (rel.max(), curve, ref["curve"])
+    assert rel.max() < tol, (rel.max(), curve, ref["curve"])
+    if tol > 1e-4:  # a reduced-precision mode: the curve and the offset, not every digit
+        assert doc["syncnet"]["offset_frames_25fps"] == ref["offset"]
+        return
     # the curve must not be flat, or the comparison of offsets would say nothing
     assert ref["curve"].max() - ref["curve"].min() > 1e-3 * ref["curve"].mean()
     sync = doc["syncnet"]
@@ -262,15 +265,30 @@ def test_mfcc_reference_loops_match_package(shared_dir):
     assert np.abs(a - c).max() < 1e-5
 
 
-def test_equivalence_first_3s(shared_dir, weights, tmp_path):
-    """The first 3 s of syncnet_example.avi (frames losslessly re-encoded, PCM copied)."""
+@pytest.fixture(scope="module")
+def first3s(shared_dir, weights, tmp_path_factory):
+    """The first 3 s of syncnet_example.avi (frames losslessly re-encoded, PCM copied) and the
+    reference procedure's numbers for it."""
     _need_ffmpeg()
-    clip = tmp_path / "first3s.mkv"
+    clip = tmp_path_factory.mktemp("first3s") / "first3s.mkv"
     subprocess.run(["ffmpeg", "-v", "error", "-i", str(shared_dir / "media/speech/syncnet_example.avi"), "-t", "3",
                     "-c:v", "ffv1", "-c:a", "pcm_s16le", str(clip)], check=True)
     ref = reference_score(clip, weights)
     assert ref["windows"] == 70
+    return clip, ref
+
+
+def test_equivalence_first_3s(first3s, weights):
+    clip, ref = first3s
     _compare(_package(clip, weights), ref)
+
+
+def test_onnx_runtime_equivalence_first_3s(first3s, weights):
+    """The ONNX Runtime path (fp32) reproduces the reference as the exact mode does."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    clip, ref = first3s
+    _compare(_package(clip, weights, ("--precision", "onnx")), ref)
 
 
 @pytest.mark.slow
@@ -280,3 +298,13 @@ def test_equivalence_whole_example(shared_dir, weights):
     ref = reference_score(clip, weights)
     assert ref["windows"] == 312
     _compare(_package(clip, weights), ref)
+
+
+def test_onnx_int8_first_3s(first3s, weights):
+    """Dynamic int8 (experimental): the same offset, the curve within 2 % of the reference
+    (measured 1.37 % on this clip with these weights on 2026-11-21: above the 1 % asked of a fast
+    mode, so it is not offered as one; see README)."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    clip, ref = first3s
+    _compare(_package(clip, weights, ("--precision", "onnx-int8")), ref, tol=2e-2)

@@ -42,9 +42,12 @@ def register(subparsers) -> None:
     sy.add_argument("--weights", help="syncnet_v2.model (or $AVSYNC_SYNCNET_WEIGHTS)")
     sy.add_argument("--crop", default="auto", choices=("auto", "none"))
     sy.add_argument("--runs", type=int, default=3)
-    sy.add_argument("--batch", type=int, default=None, help="lip windows per batch (default: 8 exact, 12 fast)")
+    sy.add_argument("--batch", type=int, default=None, help="lip windows per batch (default: 8 exact, 12 fast, 8 onnx)")
     sy.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     sy.add_argument("--exact-only", action="store_true")
+    sy.add_argument("--modes", default=None, metavar="M,M",
+                    help="precisions to compare with exact (default: fast, plus onnx when onnxruntime is "
+                         "installed); any of fast, onnx, onnx-int8")
     sy.set_defaults(func=run_syncnet)
 
 

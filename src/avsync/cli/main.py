@@ -119,7 +119,14 @@ def _options(args):
 
     return DetectOptions(method=args.method, tolerance=args.tolerance, max_lag_ms=args.max_lag_ms,
                          window_s=args.window_s, hop_s=args.hop_s, weights=args.weights, crop=args.crop,
-                         precision="fast" if args.fast else "exact", debug_dir=args.debug_dir)
+                         precision=_precision(args), debug_dir=args.debug_dir)
+
+
+def _precision(args) -> str:
+    p = getattr(args, "precision", None)
+    if args.fast and p not in (None, "fast"):
+        raise UsageError(f"--fast and --precision {p} contradict each other")
+    return "fast" if args.fast else (p or "exact")
 
 
 def _check_method(method: str) -> None:
@@ -349,6 +356,10 @@ def _analysis_parent() -> argparse.ArgumentParser:
     g.add_argument("--crop", default="auto", choices=("auto", "none"),
                    help="syncnet: auto = detect and track faces; none = the input is already a face crop")
     g.add_argument("--fast", action="store_true", help="syncnet: bfloat16 inference (about 2x faster)")
+    g.add_argument("--precision", choices=("exact", "fast", "onnx", "onnx-int8"), default=None,
+                   help="syncnet: exact (torch fp32, default), fast (= --fast, bfloat16), onnx (ONNX Runtime fp32; "
+                        "needs the onnx extra), onnx-int8 (ONNX Runtime dynamic int8; slower than exact on this "
+                        "project's test CPU)")
     g.add_argument("--debug-dir", metavar="DIR", help="syncnet: write a PNG of the face crops per input here")
     g.add_argument("--max-lag-ms", type=_positive(), default=1000.0, metavar="MS",
                    help="largest offset searched, either way (default 1000)")

@@ -36,7 +36,7 @@ CONF_SLOPE = 1.5
 class SyncNetOptions:
     weights: str | None = None
     crop: str = "auto"  # "auto": detect and track faces; "none": the pictures are face crops
-    precision: str = "exact"  # "exact" (fp32) or "fast" (bfloat16)
+    precision: str = "exact"  # "exact" (fp32), "fast" (bfloat16), "onnx" (ONNX Runtime fp32), "onnx-int8"
     detector: str = "hog"
     detect_every: int = 5
     debug_dir: str | None = None
@@ -96,7 +96,7 @@ def resolve_weights(path: str | None) -> str:
     return path
 
 
-@lru_cache(maxsize=2)
+@lru_cache(maxsize=4)  # one per precision: the benchmark interleaves them
 def _scorer(path: str, mtime: float, precision: str, batch: int, threads: int | None) -> Scorer:
     return Scorer(path, precision=precision, batch=batch, threads=threads)
 

@@ -23,10 +23,11 @@ SAMPLES_PER_FRAME = 640  # 16 kHz / 25 fps
 CROP = 224
 #: torch.nn.functional.pairwise_distance adds this to the difference before the norm
 PAIRWISE_EPS = 1e-6
-PRECISIONS = ("exact", "fast")
+#: exact: torch fp32; fast: torch bfloat16; onnx: ONNX Runtime fp32; onnx-int8: ONNX Runtime, dynamic int8
+PRECISIONS = ("exact", "fast", "onnx", "onnx-int8")
 #: lip windows per batch: small batches keep the first layer's output in cache (per-window CPU time
 #: measured single-threaded for batches of 2..40: fp32 best near 4-8, bfloat16 near 8-12)
-DEFAULT_BATCH = {"exact": 8, "fast": 12}
+DEFAULT_BATCH = {"exact": 8, "fast": 12, "onnx": 8, "onnx-int8": 8}
 
 
 @dataclass
@@ -78,23 +79,40 @@ def curve_score(dists: np.ndarray, vshift: int = VSHIFT) -> SyncScore:
 
 
 class Scorer:
-    """Batched embeddings in inference mode; ``precision`` 'exact' (fp32) or 'fast' (bfloat16)."""
+    """Batched embeddings in inference mode; ``precision`` 'exact' (fp32), 'fast' (bfloat16),
+    'onnx' (ONNX Runtime fp32) or 'onnx-int8' (ONNX Runtime, dynamic int8; see :mod:`.onnx_rt`)."""
 
     def __init__(self, model: SyncNetV2 | str | os.PathLike, precision: str = "exact", batch: int | None = None,
                  threads: int | None = None, device: str | None = None):
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}")
+        onnx = precision.startswith("onnx")
+        if onnx:  # before loading anything: a missing onnxruntime is one line
+            from .onnx_rt import require_onnx
+
+            require_onnx()
         if threads is None:
             threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         torch.set_num_threads(max(1, threads))
+        key = None
         if not isinstance(model, SyncNetV2):
+            if onnx:
+                from .onnx_rt import weights_key
+
+                key = weights_key(model)
             model = load_model(model)
+        if onnx:
+            device = "cpu"  # the ONNX path runs on onnxruntime's CPU provider
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model = model.eval().to(self.device)
         self.precision = precision
         self.dtype = torch.bfloat16 if precision == "fast" else torch.float32
         self.lip = FastLip(self.model, self.dtype).to(self.device).eval()
         self.aud = FastAud(self.model, self.dtype).to(self.device).eval()
+        if onnx:
+            from .onnx_rt import build
+
+            self.lip, self.aud = build(precision, self.lip, self.aud, threads, key)
         self.batch = batch or DEFAULT_BATCH[precision]
         self.lip_seconds = 0.0
         self.aud_seconds = 0.0
