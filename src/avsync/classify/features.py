@@ -294,17 +294,10 @@ def save(arr: dict, dst: str, npy: bool = False) -> str:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         return dst
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez_compressed(fh, **arr)
-        os.replace(tmp, dst)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    from ..datasets.util import atomic_file
+
+    with atomic_file(dst, "wb", suffix=".npz") as fh:
+        np.savez_compressed(fh, **arr)
     return dst
 
 

@@ -4,46 +4,48 @@ from __future__ import annotations
 import csv
 import os
 import tempfile
+from contextlib import contextmanager
 
 from ..errors import UsageError
 
 
+@contextmanager
+def atomic_file(dst: str, mode: str = "wb", suffix: str = "", **kw):
+    """Open a temporary file next to ``dst`` for writing; on success it is renamed to ``dst``,
+    on any error it is removed, so a half-written file never looks complete."""
+    folder = os.path.dirname(os.path.abspath(dst))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=folder)
+    try:
+        with os.fdopen(fd, mode, **kw) as fh:
+            yield fh
+        os.replace(tmp, dst)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
 def atomic_csv(dst: str, header: list[str], rows: list[list]) -> None:
     """Write a CSV to a temporary name next to ``dst``, then rename it."""
-    folder = os.path.dirname(os.path.abspath(dst))
     try:
-        os.makedirs(folder, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".csv", dir=folder)
+        os.makedirs(os.path.dirname(os.path.abspath(dst)), exist_ok=True)
     except OSError as exc:
         raise UsageError(f"{dst}: cannot write ({exc.strerror or exc})") from None
     try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
+        with atomic_file(dst, "w", suffix=".csv", newline="", encoding="utf-8") as fh:
             w = csv.writer(fh)
             w.writerow(header)
             w.writerows(rows)
-        os.replace(tmp, dst)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    except OSError as exc:
+        raise UsageError(f"{dst}: cannot write ({exc.strerror or exc})") from None
 
 
 def atomic_write_bytes(dst: str, data: bytes) -> None:
-    folder = os.path.dirname(os.path.abspath(dst))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, dst)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    with atomic_file(dst, "wb") as fh:
+        fh.write(data)
 
 
 def count_progress(label: str, enabled: bool):
