@@ -12,7 +12,6 @@ import argparse
 import importlib
 import json
 import logging
-import math
 import os
 import sys
 import warnings
@@ -20,6 +19,7 @@ import warnings
 from .. import __version__
 from ..errors import AvsyncError, UsageError
 from ..timeline import TOLERANCE_NAMES
+from .argtypes import finite, positive
 
 PROG = "avsync"
 EXIT_OK, EXIT_CHECK, EXIT_USAGE, EXIT_MEDIA = 0, 1, 2, 3
@@ -56,29 +56,6 @@ def _error_line(path: str, exc: BaseException) -> str:
         return f"{path}: {exc}"
     text = " ".join(str(exc).split()) or type(exc).__name__
     return f"{path}: internal error ({type(exc).__name__}: {text[:300]})"
-
-
-def _positive(kind=float):
-    def parse(text: str):
-        try:
-            v = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-        if not math.isfinite(v) or v <= 0:
-            raise argparse.ArgumentTypeError(f"must be > 0: {text!r}")
-        return v
-
-    return parse
-
-
-def _finite(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not math.isfinite(v):
-        raise argparse.ArgumentTypeError(f"must be a finite number: {text!r}")
-    return v
 
 
 def _stem(path: str) -> str:
@@ -361,11 +338,11 @@ def _analysis_parent() -> argparse.ArgumentParser:
                         "needs the onnx extra), onnx-int8 (ONNX Runtime dynamic int8; slower than exact on this "
                         "project's test CPU)")
     g.add_argument("--debug-dir", metavar="DIR", help="syncnet: write a PNG of the face crops per input here")
-    g.add_argument("--max-lag-ms", type=_positive(), default=1000.0, metavar="MS",
+    g.add_argument("--max-lag-ms", type=positive, default=1000.0, metavar="MS",
                    help="largest offset searched, either way (default 1000)")
-    g.add_argument("--window-s", type=_positive(), default=5.0, metavar="S",
+    g.add_argument("--window-s", type=positive, default=5.0, metavar="S",
                    help="timeline window length (default 5)")
-    g.add_argument("--hop-s", type=_positive(), default=1.0, metavar="S", help="timeline hop (default 1)")
+    g.add_argument("--hop-s", type=positive, default=1.0, metavar="S", help="timeline hop (default 1)")
     pg = p.add_mutually_exclusive_group()
     pg.add_argument("--progress", action="store_true", help="progress bar on stderr even when not a TTY")
     pg.add_argument("--no-progress", action="store_true", help="never show a progress bar")
@@ -398,7 +375,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Write a re-timed copy of MEDIA to OUT (no re-encoding), then re-measure it.")
     f.add_argument("media", metavar="MEDIA")
     f.add_argument("output", metavar="OUT")
-    f.add_argument("--offset-ms", type=_finite, metavar="X",
+    f.add_argument("--offset-ms", type=finite, metavar="X",
                    help="offset to correct (contract sign: > 0 audio leads); measured when omitted")
     f.add_argument("--json", action="store_true", help="print the before/after result as one JSON document")
     f.add_argument("--no-verify", action="store_true", help="do not re-measure OUT")
@@ -407,9 +384,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("sample", help="write a synthetic test clip with a known offset",
                        description="Write a synthetic clip (flashes and beeps) whose audio leads by --offset-ms.")
     s.add_argument("output", metavar="OUT")
-    s.add_argument("--offset-ms", type=_finite, default=0.0, metavar="X",
+    s.add_argument("--offset-ms", type=finite, default=0.0, metavar="X",
                    help="audio lead in ms (negative: lag; default 0)")
-    s.add_argument("--duration", type=_positive(), default=8.0, metavar="S", help="seconds (default 8)")
+    s.add_argument("--duration", type=positive, default=8.0, metavar="S", help="seconds (default 8)")
     s.set_defaults(func=cmd_sample)
 
     for module in EXTENSIONS:

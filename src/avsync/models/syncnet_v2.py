@@ -196,6 +196,18 @@ def _fold(conv_w: torch.Tensor, conv_b: torch.Tensor, bn: nn.Module) -> tuple[to
     return w, b
 
 
+def _set_folded(mod: nn.Module, ws: list, bs: list, f: nn.Sequential, dtype: torch.dtype) -> None:
+    """Give a folded stream its frozen conv weights/biases and its two FC layers (BatchNorm folded
+    into the first)."""
+    mod.w = nn.ParameterList([nn.Parameter(w, requires_grad=False) for w in ws])
+    mod.b = nn.ParameterList([nn.Parameter(b, requires_grad=False) for b in bs])
+    w1, b1 = _fold(f[0].weight, f[0].bias, f[1])
+    mod.fc1_w = nn.Parameter(w1.to(dtype), requires_grad=False)
+    mod.fc1_b = nn.Parameter(b1.to(dtype), requires_grad=False)
+    mod.fc2_w = nn.Parameter(f[3].weight.detach().clone().to(dtype), requires_grad=False)
+    mod.fc2_b = nn.Parameter(f[3].bias.detach().clone().to(dtype), requires_grad=False)
+
+
 class FastLip(nn.Module):
     """``SyncNetV2.forward_lip`` as 2-D convolutions with folded BatchNorm.
 
@@ -215,13 +227,7 @@ class FastLip(nn.Module):
                 w = w[:, :, 0]
             ws.append(w.contiguous().to(dtype))
             bs.append(b.contiguous().to(dtype))
-        self.w = nn.ParameterList([nn.Parameter(w, requires_grad=False) for w in ws])
-        self.b = nn.ParameterList([nn.Parameter(b, requires_grad=False) for b in bs])
-        w1, b1 = _fold(f[0].weight, f[0].bias, f[1])
-        self.fc1_w = nn.Parameter(w1.to(dtype), requires_grad=False)
-        self.fc1_b = nn.Parameter(b1.to(dtype), requires_grad=False)
-        self.fc2_w = nn.Parameter(f[3].weight.detach().clone().to(dtype), requires_grad=False)
-        self.fc2_b = nn.Parameter(f[3].bias.detach().clone().to(dtype), requires_grad=False)
+        _set_folded(self, ws, bs, f, dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         F = torch.nn.functional
@@ -253,13 +259,7 @@ class FastAud(nn.Module):
             w, b = _fold(c[i].weight, c[i].bias, c[i + 1])
             ws.append(w.contiguous().to(dtype))
             bs.append(b.contiguous().to(dtype))
-        self.w = nn.ParameterList([nn.Parameter(w, requires_grad=False) for w in ws])
-        self.b = nn.ParameterList([nn.Parameter(b, requires_grad=False) for b in bs])
-        w1, b1 = _fold(f[0].weight, f[0].bias, f[1])
-        self.fc1_w = nn.Parameter(w1.to(dtype), requires_grad=False)
-        self.fc1_b = nn.Parameter(b1.to(dtype), requires_grad=False)
-        self.fc2_w = nn.Parameter(f[3].weight.detach().clone().to(dtype), requires_grad=False)
-        self.fc2_b = nn.Parameter(f[3].bias.detach().clone().to(dtype), requires_grad=False)
+        _set_folded(self, ws, bs, f, dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         F = torch.nn.functional
