@@ -1,50 +1,131 @@
-import sys, pickle, json, time, collections
-import os; sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', 'src'))
-import warnings; warnings.filterwarnings('ignore')
-from avsync.bench.feature_shift import evaluate, summarise
-feats = pickle.load(open(os.environ.get('FCN_OUT', '/tmp/fcn_models') + '/speech_feats.pkl', 'rb'))
-F = {1: "grid_bbaf2n grid_brbk7n grid_lbax4n grid_lbbc2a grid_lrwp9a grid_lwbsza grid_id2_vcd_swwp2s lrs2_demo_00001 lrs2_demo_00004",
-     2: "sadtalker_RD_Radio2_000 sadtalker_WDA_AlexandriaOcasioCortez_000 sadtalker_WDA_KatieHill_000 vretalk_face1 vretalk_face2 vretalk_face3 aniportrait_pose_ref_video",
-     3: "syncnet_example lrs2_demo_00008 lrs2_demo_00016 lrs2_demo_00022 visualvoice_noisy_restaurant ave_0lFf-HP86Q0"}
-fold_of = {}
-for k, v in F.items():
-    for s in v.split():
-        for n in feats:
-            if n.startswith(s): fold_of[n] = k
-assert len(fold_of) == 22, (len(fold_of), set(feats) - set(fold_of))
-methods = [("lips", None)] + [("fcn", os.environ.get('FCN_OUT', '/tmp/fcn_models') + f'/{m}.pt') for m in ("pool", "fold1", "fold2", "fold3")]
-t = time.time()
-rows = evaluate(feats, methods)
-print("eval s", round(time.time() - t, 1), file=sys.stderr)
-json.dump(rows, open(os.environ.get('FCN_OUT', '/tmp/fcn_models') + '/feature_shift_rows.json', 'w'))
-def fmt(s):
-    return " ".join(f"{k}={100*v:.1f}%" if k != 'n' else f"n={v}" for k, v in s.items())
-def sel(method, clips=None, length=None, kind=None):
-    out = []
+"""Leave-speakers-out evaluation of FCN-SyncNet on ../shared/media/speech (issue 3).
+
+    tools/fcn_folds_eval.py rows   --models DIR  # lips, each fold model alone on its held-out clips
+    tools/fcn_folds_eval.py fit    --models DIR  # fusion parameters: fold k's from the other folds' rows,
+                                                 # pool.pt's (the shipped model's) from all held-out rows
+    tools/fcn_folds_eval.py fused  --models DIR  # each fused fold model on its held-out clips
+    tools/fcn_folds_eval.py report --models DIR  # the table
+
+DIR holds fold1.pt fold2.pt fold3.pt pool.pt (tools/fcn_folds_train.sh) and speech_feats.pkl
+(tools/fcn_speech_features.py).  Rows come from avsync.bench.feature_shift (features extracted
+once per clip, the benchmark's shifts applied to the audio timestamps, null = the next clip's audio).
+"""
+import argparse
+import json
+import os
+import pickle
+import sys
+import warnings
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
+warnings.filterwarnings("ignore")
+
+from avsync.bench.feature_shift import evaluate, fold_of, summarise  # noqa: E402
+
+FOLDS = (1, 2, 3)
+
+
+def _feats(d):
+    with open(os.path.join(d, "speech_feats.pkl"), "rb") as fh:
+        return pickle.load(fh)
+
+
+def _held(feats, k):
+    return {n for n in feats if fold_of(n) == k}
+
+
+def cmd_rows(d):
+    feats = _feats(d)
+    rows = evaluate(feats, [("lips", None)])
+    for k in FOLDS:
+        rows += evaluate(feats, [("fcn", f"{d}/fold{k}.pt", {"fusion": False}, "fcn-alone@folds")],
+                         clips=_held(feats, k))
+    rows += evaluate(feats, [("fcn", f"{d}/pool.pt", {"fusion": False}, "fcn-alone@pool")])
+    _dump(rows, f"{d}/rows_alone.json")
+
+
+def _pairs(rows, keep):
+    from avsync.models.fusion import Pair
+
+    by = {}
     for r in rows:
-        if r['method'] != method: continue
-        if clips is not None and r['clip'] not in clips: continue
-        if length == '<5' and r['duration_s'] >= 5: continue
-        if length == '>=5' and r['duration_s'] < 5: continue
-        out.append(r)
-    return out
-for k in (1, 2, 3):
-    clips = {n for n, f in fold_of.items() if f == k}
-    print(f"\nFold {k} (held out: {len(clips)} clips)")
-    for m in ("lips", f"fcn@fold{k}.pt", "fcn@pool.pt"):
-        print(f"  {m:14s} all  {fmt(summarise(sel(m, clips)))}")
-        for L in ('<5', '>=5'):
-            s = sel(m, clips, L)
-            if s: print(f"  {m:14s} {L:4s} {fmt(summarise(s))}")
-# pooled held-out: each clip scored by the fold model that never saw it
-held = [r for r in rows if r['method'] == f"fcn@fold{fold_of[r['clip']]}.pt"]
-print("\nAll 22 clips, each by the model of the fold that held it out")
-for L in (None, '<5', '>=5'):
-    h = [r for r in held if L is None or (r['duration_s'] < 5) == (L == '<5')]
-    print(f"  fcn(folds)     {L or 'all':4s} {fmt(summarise(h))}")
-    print(f"  lips           {L or 'all':4s} {fmt(summarise(sel('lips', None, L)))}")
-    print(f"  fcn@pool.pt    {L or 'all':4s} {fmt(summarise(sel('fcn@pool.pt', None, L)))}")
-print("\nPer clip abs<=1f (lips / fcn held-out fold / fcn pool):")
-for n in sorted(feats):
-    a = summarise(sel('lips', {n}))['abs_1f']; b = summarise([r for r in held if r['clip'] == n])['abs_1f']; c = summarise(sel('fcn@pool.pt', {n}))['abs_1f']
-    print(f"  {n:45s} fold{fold_of[n]} {100*a:5.1f} {100*b:5.1f} {100*c:5.1f}")
+        if keep(r["clip"]) and r["method"] in ("lips", "fcn-alone@folds"):
+            by.setdefault((r["clip"], r["kind"], r["shift_ms"]), {})[r["method"]] = r
+    pairs, truths = [], []
+    for key in sorted(by):
+        m = by[key]
+        if len(m) < 2:
+            continue
+        L, F = m["lips"], m["fcn-alone@folds"]
+        pairs.append(Pair(L["estimate_ms"], L["confidence"], F["estimate_ms"], F["confidence"], L["frame_ms"]))
+        truths.append(L["truth_ms"] if key[1] == "shift" else None)
+    return pairs, truths
+
+
+def cmd_fit(d):
+    from avsync.models import fusion
+    from avsync.models.fcn import set_extra
+
+    with open(f"{d}/rows_alone.json") as fh:
+        rows = json.load(fh)
+    for k in FOLDS:
+        params = fusion.fit(*_pairs(rows, lambda c: fold_of(c) != k))
+        set_extra(f"{d}/fold{k}.pt", fusion={**params, "fitted_on": f"held-out rows of folds != {k}"})
+        print(f"fold{k}.pt", json.dumps(params))
+    params = fusion.fit(*_pairs(rows, lambda c: True))
+    set_extra(f"{d}/pool.pt", fusion={**params, "fitted_on": "held-out rows of folds 1-3"})
+    print("pool.pt", json.dumps(params))
+
+
+def cmd_fused(d):
+    feats = _feats(d)
+    rows = []
+    for k in FOLDS:
+        rows += evaluate(feats, [("fcn", f"{d}/fold{k}.pt", {"fusion": True}, "fcn-fused@folds")],
+                         clips=_held(feats, k))
+    _dump(rows, f"{d}/rows_fused.json")
+
+
+def _dump(rows, path):
+    with open(path + ".tmp", "w") as fh:
+        json.dump(rows, fh)
+    os.replace(path + ".tmp", path)
+    print(f"wrote {path} ({len(rows)} rows)")
+
+
+def cmd_report(d):
+    rows = []
+    for f in ("rows_alone.json", "rows_fused.json"):
+        if os.path.isfile(f"{d}/{f}"):
+            with open(f"{d}/{f}") as fh:
+                rows += json.load(fh)
+    methods = [m for m in ("lips", "fcn-alone@folds", "fcn-fused@folds", "fcn-alone@pool")
+               if any(r["method"] == m for r in rows)]
+
+    def line(label, sel):
+        s = summarise(sel)
+        if not s.get("n"):
+            return
+        print(f"| {label} | {s['n']} | {100 * s['abs_1f']:.1f} % | {100 * s['abs_2f']:.1f} % | "
+              f"{100 * s.get('null_false_conf', float('nan')):.1f} % | {100 * s['confident_wrong']:.1f} % | "
+              f"{100 * s['coverage']:.1f} % |")
+
+    print("| held-out clips / method | shifts | abs <=1 frame | abs <=2 frames | null false-conf | "
+          "confident-wrong | coverage |")
+    print("|---|---|---|---|---|---|---|")
+    for k in FOLDS:
+        for m in methods:
+            if m != "fcn-alone@pool":
+                line(f"fold {k}: {m}", [r for r in rows if r["method"] == m and fold_of(r["clip"]) == k])
+    for label, keep in (("all 22", lambda r: True), ("all, < 5 s", lambda r: r["duration_s"] < 5),
+                        ("all, >= 5 s", lambda r: r["duration_s"] >= 5)):
+        for m in methods:
+            line(f"{label}: {m}", [r for r in rows if r["method"] == m and keep(r)])
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("step", choices=("rows", "fit", "fused", "report"))
+    ap.add_argument("--models", default=os.environ.get("FCN_OUT", "/tmp/fcn_models"))
+    a = ap.parse_args()
+    {"rows": cmd_rows, "fit": cmd_fit, "fused": cmd_fused, "report": cmd_report}[a.step](a.models)

@@ -36,6 +36,9 @@ class DetectOptions:
     precision: str = "exact"
     #: folder for debug pictures (learned lip methods: the face crops)
     debug_dir: str | None = None
+    #: fcn: stack the learned estimate with the weight-free lips estimate (when the weights carry
+    #: fitted fusion parameters); False gives the learned model alone
+    fusion: bool = True
 
 
 def choose_method(method: str, features: Features) -> str:
@@ -49,7 +52,7 @@ def analyse(features: Features, options: DetectOptions = DetectOptions(),
     """Build the report from already-extracted features (no decoding)."""
     info = features.info
     name = choose_method(options.method, features)
-    est = get_estimator(name, EstimatorOptions(max_lag_ms=options.max_lag_ms, weights=options.weights))
+    est = get_estimator(name, EstimatorOptions(max_lag_ms=options.max_lag_ms, weights=options.weights, fusion=options.fusion))
     whole: Estimate = est.estimate(features)
     tol = tolerance(options.tolerance, info.video_fps)
     windows: list[Window] = []
@@ -82,7 +85,7 @@ def detect(path: str | os.PathLike, options: DetectOptions = DetectOptions(),
            progress: ProgressCallback | None = None) -> Report:
     """Measure the audio-video offset of one file.  Raises :class:`avsync.errors.MediaError`."""
     t = time.perf_counter()
-    est = get_estimator(options.method, EstimatorOptions(max_lag_ms=options.max_lag_ms, weights=options.weights)) \
+    est = get_estimator(options.method, EstimatorOptions(max_lag_ms=options.max_lag_ms, weights=options.weights, fusion=options.fusion)) \
         if options.method != "auto" else None
     if est is not None and est.whole_file:
         # methods that need their own decoding (e.g. syncnet: colour face crops) build the report themselves

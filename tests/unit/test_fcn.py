@@ -248,3 +248,35 @@ def test_default_detect_never_imports_torch(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "NO_TORCH"
+
+
+def test_estimator_applies_fusion_stored_in_weights(tiny_model, tmp_path, monkeypatch):
+    import shutil
+
+    from avsync.estimators import base as base_mod
+    from avsync.estimators.base import Estimate, EstimatorOptions, get_estimator
+    from avsync.models.fcn import set_extra
+
+    path = str(tmp_path / "fused.pt")
+    shutil.copy(tiny_model[0], path)
+    set_extra(path, fusion={"theta": 0.5, "coef": [0.0, 0.0, 0.0, 0.0, 2.0]})
+    real_get = base_mod.get_estimator
+
+    class FakeLips:
+        def estimate(self, features, t0=None, t1=None):
+            return Estimate(offset_ms=-400.0, confidence=lips_conf)
+
+    monkeypatch.setattr(base_mod, "get_estimator", lambda name, opts=None: FakeLips() if name == "lips"
+                        else real_get(name, opts))
+    feats = _features_from_track(synth_track(np.random.default_rng(7), 400, lag=4))
+    feats.info = types.SimpleNamespace(video_fps=25.0)
+    lips_conf = 0.9  # confident lips: taken; confidence from the stored logistic model
+    e = get_estimator("fcn", EstimatorOptions(weights=path)).estimate(feats)
+    assert e.offset_ms == -400.0 and e.stats["fused_from"] == "lips"
+    assert e.confidence == pytest.approx(1 / (1 + np.exp(-2.0)))
+    assert e.stats["fcn_offset_ms"] == pytest.approx(160.0, abs=40.0)
+    lips_conf = 0.2  # below theta: the learned estimate stands
+    e = get_estimator("fcn", EstimatorOptions(weights=path)).estimate(feats)
+    assert e.offset_ms == pytest.approx(160.0, abs=40.0) and e.stats["fused_from"] == "fcn"
+    alone = get_estimator("fcn", EstimatorOptions(weights=path, fusion=False)).estimate(feats)
+    assert "fused_from" not in alone.stats and alone.offset_ms == pytest.approx(160.0, abs=40.0)

@@ -17,6 +17,29 @@ import numpy as np
 from .shift import CONFIDENT, KNOWN_BASE_MS, SHIFTS_MS
 
 
+#: leave-speakers-out folds of ../shared/media/speech for the learned models (clip-name prefixes):
+#: 1 = GRID + LRS2 00001/00004, 2 = generated talking heads (SadTalker, VideoReTalking, AniPortrait),
+#: 3 = syncnet_example, LRS2 00008/16/22, VisualVoice, AVE.  The exclusions a fold's training needs
+#: (same speakers in media/train) are in tools/fcn_folds_train.sh.
+SPEECH_FOLDS = {
+    1: ("grid_bbaf2n grid_brbk7n grid_lbax4n grid_lbbc2a grid_lrwp9a grid_lwbsza grid_id2_vcd_swwp2s "
+        "lrs2_demo_00001 lrs2_demo_00004").split(),
+    2: ("sadtalker_RD_Radio2_000 sadtalker_WDA_AlexandriaOcasioCortez_000 sadtalker_WDA_KatieHill_000 "
+        "vretalk_face1 vretalk_face2 vretalk_face3 aniportrait_pose_ref_video").split(),
+    3: ("syncnet_example lrs2_demo_00008 lrs2_demo_00016 lrs2_demo_00022 visualvoice_noisy_restaurant "
+        "ave_0lFf-HP86Q0").split(),
+}
+
+
+def fold_of(name: str) -> int | None:
+    """The fold of a speech clip (by file name), None when it is in none."""
+    stem = os.path.splitext(os.path.basename(name))[0]
+    for k, prefixes in SPEECH_FOLDS.items():
+        if any(stem == p or stem.startswith(p + "_") or stem.startswith(p + ".") for p in prefixes):
+            return k
+    return None
+
+
 def load_clip_features(paths: list[str], trajectories: bool = True) -> dict:
     from ..features import extract_features
     from ..media import open_media
@@ -40,12 +63,18 @@ def shifted(feats, shift_ms: float, audio_from=None):
     return f
 
 
-def evaluate(features: dict, methods: list[tuple[str, str | None]], shifts=SHIFTS_MS) -> list[dict]:
+def evaluate(features: dict, methods: list[tuple], shifts=SHIFTS_MS,
+             clips: set | None = None) -> list[dict]:
+    """Rows for every clip (or only ``clips``), shift and method; the null partner of a clip is the
+    next clip in name order among ALL ``features``.  A method is ``(name, weights)`` or
+    ``(name, weights, {DetectOptions field: value}, label)``."""
     from ..api import DetectOptions, analyse
 
     names = sorted(features)
     rows = []
     for i, name in enumerate(names):
+        if clips is not None and name not in clips:
+            continue
         base = KNOWN_BASE_MS.get(name, 0.0)
         other = names[(i + 1) % len(names)]
         F = features[name]
@@ -53,11 +82,13 @@ def evaluate(features: dict, methods: list[tuple[str, str | None]], shifts=SHIFT
         for d in shifts:
             for kind, src in (("shift", None), ("null", features[other])):
                 f = shifted(F, d, src)
-                for m, w in methods:
-                    r = analyse(f, DetectOptions(method=m, timeline=False, weights=w))
+                for m, w, *more in methods:
+                    extra = more[0] if more else {}
+                    r = analyse(f, DetectOptions(method=m, timeline=False, weights=w, **extra))
                     rows.append({"clip": name, "kind": kind, "shift_ms": d, "truth_ms": base + d,
                                  "estimate_ms": r.offset_ms, "confidence": r.confidence, "verdict": r.verdict,
-                                 "method": m if w is None else f"{m}@{os.path.basename(w)}",
+                                 "method": more[1] if len(more) > 1 else (
+                                     m if w is None else f"{m}@{os.path.basename(w)}"),
                                  "frame_ms": 1000.0 / fps, "duration_s": float(F.info.duration_s or 0.0)})
     return rows
 

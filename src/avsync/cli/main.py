@@ -96,7 +96,8 @@ def _options(args):
 
     return DetectOptions(method=args.method, tolerance=args.tolerance, max_lag_ms=args.max_lag_ms,
                          window_s=args.window_s, hop_s=args.hop_s, weights=args.weights, crop=args.crop,
-                         precision=_precision(args), debug_dir=args.debug_dir)
+                         precision=_precision(args), debug_dir=args.debug_dir,
+                         fusion=not getattr(args, "no_fusion", False))
 
 
 def _precision(args) -> str:
@@ -330,6 +331,8 @@ def _analysis_parent() -> argparse.ArgumentParser:
                    help=f"verdict tolerance preset: {', '.join(TOLERANCE_NAMES)} (default ebu-r37)")
     g.add_argument("--weights", metavar="PATH",
                    help="weights file for learned methods (syncnet: syncnet_v2.model; or $AVSYNC_SYNCNET_WEIGHTS)")
+    g.add_argument("--no-fusion", action="store_true",
+                   help="fcn: the learned model alone, not stacked with the weight-free lips estimate")
     g.add_argument("--crop", default="auto", choices=("auto", "none"),
                    help="syncnet: auto = detect and track faces; none = the input is already a face crop")
     g.add_argument("--fast", action="store_true", help="syncnet: bfloat16 inference (about 2x faster)")

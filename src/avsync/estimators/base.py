@@ -54,6 +54,7 @@ class Estimate:
 class EstimatorOptions:
     max_lag_ms: float = 1000.0
     weights: str | None = None  # learned estimators: weights file (None: the shipped default)
+    fusion: bool = True  # fcn: stack with the lips estimate when the weights carry fusion parameters
 
 
 class Estimator(ABC):

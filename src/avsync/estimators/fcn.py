@@ -106,11 +106,29 @@ class FCNEstimator(Estimator):
         off, raw = _decode(p, K)
         from ..models.train_fcn import apply_confidence
 
-        conf = apply_confidence(getattr(self._model(), "calibration", None), raw, frames)
+        model = self._model()
+        conf = apply_confidence(getattr(model, "calibration", None), raw, frames)
         lags = (np.arange(-K, K + 1)) * 40.0
-        return Estimate(offset_ms=float(off * 40.0), confidence=float(conf),
-                        profile=LagProfile(lags, p, "probability"), cue=self.cue,
-                        stats={"frames": frames, "peak_mass": float(raw), "max_offset_ms": K * 40.0})
+        stats = {"frames": frames, "peak_mass": float(raw), "max_offset_ms": K * 40.0}
+        offset_ms = float(off * 40.0)
+        params = getattr(model, "fusion", None)
+        if params and self.options.fusion:
+            offset_ms, conf = self._fuse(params, features, t0, t1, offset_ms, float(conf), stats)
+        return Estimate(offset_ms=offset_ms, confidence=float(conf),
+                        profile=LagProfile(lags, p, "probability"), cue=self.cue, stats=stats)
+
+    def _fuse(self, params, features, t0, t1, fcn_ms, fcn_conf, stats):
+        """Stack with the weight-free lips estimate of the same span (:mod:`avsync.models.fusion`)."""
+        from ..models.fusion import Pair, fuse
+        from .base import EstimatorOptions, get_estimator
+
+        lips = get_estimator("lips", EstimatorOptions(max_lag_ms=self.options.max_lag_ms)).estimate(features, t0, t1)
+        fps = float(features.info.video_fps or 25.0)
+        pair = Pair(lips.offset_ms, float(lips.confidence), fcn_ms, fcn_conf, 1000.0 / fps)
+        off, conf, src = fuse(params, pair)
+        stats.update({"fcn_offset_ms": fcn_ms, "fcn_confidence": fcn_conf, "lips_offset_ms": lips.offset_ms,
+                      "lips_confidence": float(lips.confidence), "fused_from": src})
+        return off, conf
 
 
 def _decode(p: np.ndarray, K: int) -> tuple[float, float]:

@@ -167,4 +167,18 @@ def load(path: str, map_location: str = "cpu") -> FCNSyncNet:
     m.load_state_dict(ck["state"])
     m.eval()
     m.calibration = (ck.get("extra") or {}).get("calibration")
+    m.fusion = (ck.get("extra") or {}).get("fusion")
     return m
+
+
+def set_extra(path: str, **items) -> None:
+    """Add or replace entries of a weights file's ``extra`` dict (e.g. ``fusion``), atomically."""
+    import os
+
+    ck = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(ck, dict) or ck.get("format") != "avsync-fcn/1":
+        raise ValueError("not an avsync FCN-SyncNet weights file")
+    ck["extra"] = {**(ck.get("extra") or {}), **items}
+    tmp = f"{path}.tmp"
+    torch.save(ck, tmp)
+    os.replace(tmp, path)
