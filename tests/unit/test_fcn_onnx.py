@@ -131,10 +131,9 @@ def test_detect_onnx_path_never_imports_torch(models, tmp_path):
 
     pt, ox, _ = models
     clip = tmp_path / "c.mp4"
-    make_clip(clip, duration_s=2.0, width=96, height=96, audio_rate=16000)
+    make_clip(clip, duration_s=1.0, width=64, height=64, audio_rate=16000)
     ref = get_estimator("fcn", EstimatorOptions(weights=str(pt))).estimate(_features(200, -2, seed=9))
     assert ref.assessable
-    rc_pt = main(["detect", "--json", "--method", "fcn", "--weights", str(pt), str(clip)])
     import inspect
 
     code = (
@@ -156,7 +155,7 @@ def test_detect_onnx_path_never_imports_torch(models, tmp_path):
     assert out.returncode == 0, out.stderr
     r = json.loads(out.stdout.strip().splitlines()[-1])
     assert r["torch"] is False
-    assert r["rc"] == rc_pt and r["report"]["method"] == "fcn"
+    assert r["rc"] == 0 and r["report"]["method"] == "fcn"  # (no face in this clip: not assessable)
     assert r["off"] == pytest.approx(ref.offset_ms, abs=1e-3) and r["conf"] == pytest.approx(ref.confidence, abs=1e-4)
 
 

@@ -106,7 +106,7 @@ def evaluate(model, tracks, opts: TransferOptions, seed: int = 1234) -> float | 
     ok = []
     with torch.no_grad():
         for i, tr in enumerate(tracks):
-            vis, vm, aud, am, lab = sample_window(tracks, i, rng, len(tr), opts.max_offset)
+            vis, vm, aud, am, lab = sample_window(tracks, i, rng, len(tr), opts.max_offset, augment=False)
             a, am_, v, vm_ = to_tensors(aud[None], am[None], vis[None], vm[None])
             off, _ = predict_clip(model, a, am_, v, vm_)
             ok.append(abs(off - lab) <= 1.0)

@@ -268,8 +268,12 @@ def load_encoder_weights(model: TransferSyncNet, path: str | os.PathLike) -> dic
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise UsageError(f"{path}: pretrained weights file not found")
+    import warnings
+
     try:
-        ck = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # torch's notes on foreign pickle protocols
+            ck = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise UsageError(f"{path}: cannot read pretrained weights "
                          f"({' '.join(str(exc).split())[:160] or type(exc).__name__})") from None

@@ -168,7 +168,7 @@ def load_transfer_track(path: str, arch: str, crop: str = "auto", cache_dir: str
 
 
 def sample_window(tracks: list[TransferTrack], i: int, rng: np.random.Generator, length: int, max_shift: int,
-                  negative: bool = False):
+                  negative: bool = False, augment: bool = True):
     """(vis [L, ...], vmask [L], aud [P*L, D], amask [4L], label): the audio moved EARLIER by
     ``label`` frames, or another clip's audio (label -999); padded (masked) to ``length``."""
     tr = tracks[i]
@@ -188,7 +188,8 @@ def sample_window(tracks: list[TransferTrack], i: int, rng: np.random.Generator,
     if hi > lo:
         aud[P * (lo - a0):P * (hi - a0)] = src.aud[P * lo:P * hi]
         amask[HOPS * (lo - a0):HOPS * (hi - a0)] = src.amask[HOPS * lo:HOPS * hi]
-    aud *= np.float32(rng.uniform(0.8, 1.2))  # gain
+    if augment:
+        aud *= np.float32(rng.uniform(0.8, 1.2))  # gain
     vis = np.zeros((length, *tr.vis.shape[1:]), tr.vis.dtype)
     vmask = np.zeros(length, np.float32)
     vis[:L], vmask[:L] = tr.vis[s:s + L], tr.vmask[s:s + L]
