@@ -49,6 +49,14 @@ def register(subparsers) -> None:
                     help="precisions to compare with exact (default: fast, plus onnx when onnxruntime is "
                          "installed); any of fast, onnx, onnx-int8")
     sy.set_defaults(func=run_syncnet)
+    fo = sub.add_parser("fcn-onnx", help="FCN-SyncNet model inference: torch vs ONNX Runtime time and deviation")
+    fo.add_argument("clip", metavar="CLIP", help="a talking-face clip (its features are looped to --seconds)")
+    fo.add_argument("--weights", required=True, metavar="MODEL.pt", help="FCN-SyncNet weights (exported to a temp .onnx)")
+    fo.add_argument("--seconds", type=float, default=60.0, help="input length (default 60 = one detect chunk)")
+    fo.add_argument("--runs", type=int, default=5)
+    fo.add_argument("--threads", type=int, default=1, help="threads for torch and onnxruntime (default 1)")
+    fo.add_argument("--cache", metavar="DIR", help="cache the clip's features here (npz)")
+    fo.set_defaults(func=run_fcn_onnx)
 
 
 def run_shift(args: argparse.Namespace) -> int:
@@ -77,5 +85,11 @@ def run_batch_bench(args: argparse.Namespace) -> int:
 
 def run_syncnet(args: argparse.Namespace) -> int:
     from .syncnet_bench import main
+
+    return main(args)
+
+
+def run_fcn_onnx(args: argparse.Namespace) -> int:
+    from .fcn_onnx_bench import main
 
     return main(args)

@@ -35,6 +35,7 @@ EXTENSIONS: tuple[str, ...] = (
     ".batch",
     ".pipeline",
     ".train",
+    ".export_onnx",
 )
 
 
@@ -330,7 +331,8 @@ def _analysis_parent() -> argparse.ArgumentParser:
     g.add_argument("--tolerance", default="ebu-r37", choices=TOLERANCE_NAMES, metavar="PRESET",
                    help=f"verdict tolerance preset: {', '.join(TOLERANCE_NAMES)} (default ebu-r37)")
     g.add_argument("--weights", metavar="PATH",
-                   help="weights file for learned methods (syncnet: syncnet_v2.model; or $AVSYNC_SYNCNET_WEIGHTS)")
+                   help="weights file for learned methods (syncnet: syncnet_v2.model; or $AVSYNC_SYNCNET_WEIGHTS; "
+                        "fcn: MODEL.pt (torch) or MODEL.onnx (ONNX Runtime, from `avsync export-onnx`))")
     g.add_argument("--no-fusion", action="store_true",
                    help="fcn: the learned model alone, not stacked with the weight-free lips estimate")
     g.add_argument("--crop", default="auto", choices=("auto", "none"),

@@ -2,13 +2,13 @@
 
 The segment classifiers of the AVE-style pipeline (threshold, mlp, mlp-rich, transformer:
 ``--metadata`` / ``--features``) and the offset models trained self-supervised on in-sync
-clips (fcn, regression: ``--data``).  Each family's options live with its command module;
-torch is imported only when a model is trained."""
+clips (fcn, regression; the transfer-learning architectures vggish, wav2vec2, r3d: ``--data``).
+Each family's options live with its command module; torch is imported only when a model is trained."""
 from __future__ import annotations
 
 import argparse
 
-from . import train_fcn
+from . import train_fcn, train_transfer
 from ..errors import UsageError
 
 #: the segment classifiers (trained by avsync.classify.models.TRAINERS)
@@ -21,7 +21,7 @@ CLASSIFIERS = {
 
 
 def register(subparsers) -> None:
-    models = {**CLASSIFIERS, **train_fcn.MODELS}
+    models = {**CLASSIFIERS, **train_fcn.MODELS, **train_transfer.MODELS}
     p = subparsers.add_parser(
         "train", help="train a learned model (segment classifiers; fcn offset model)",
         description="Train a learned model.  " + "; ".join(f"{k}: {v}" for k, v in models.items()))
@@ -39,15 +39,22 @@ def register(subparsers) -> None:
     pg.add_argument("--progress", action="store_true", help="progress on stderr even when not a TTY")
     pg.add_argument("--no-progress", action="store_true", help="no progress output")
     train_fcn.add_arguments(p)
+    train_transfer.add_arguments(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.model not in CLASSIFIERS and args.model not in train_fcn.MODELS:
-        names = ", ".join(sorted({**CLASSIFIERS, **train_fcn.MODELS}))
+    learned = {**train_fcn.MODELS, **train_transfer.MODELS}
+    if args.model not in CLASSIFIERS and args.model not in learned:
+        names = ", ".join(sorted({**CLASSIFIERS, **learned}))
         raise UsageError(f"unknown model {args.model!r}; choose from {names}")
+    if args.model not in train_transfer.MODELS and (args.pretrained or args.freeze_encoder or args.encoder):
+        raise UsageError(f"--pretrained, --freeze-encoder and --encoder are for --model "
+                         f"{'|'.join(train_transfer.MODELS)}, not {args.model}")
     if args.model in train_fcn.MODELS:
         return train_fcn.run(args)
+    if args.model in train_transfer.MODELS:
+        return train_transfer.run(args)
     if not args.metadata or not args.features:
         raise UsageError(f"--model {args.model} needs --metadata CSV and --features DIR")
     from .pipeline import cmd_train

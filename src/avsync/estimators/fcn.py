@@ -1,6 +1,7 @@
 """Learned: FCN-SyncNet (``avsync train --model fcn``) over mouth trajectories and log-mel.
 
-torch is imported only when this estimator runs.  The model gives a distribution
+torch is imported only when this estimator runs a ``.pt`` model; an ``.onnx`` model (from
+``avsync export-onnx``) runs on ONNX Runtime and never imports torch.  The model gives a distribution
 over offsets for every frame; a span's estimate is the softmax of the frame logits
 averaged over the span, so the whole-file estimate and every timeline window come
 from one pass over the file (long files are processed in overlapping chunks whose
@@ -35,10 +36,24 @@ def default_weights() -> str | None:
 
 @lru_cache(maxsize=4)
 def _load(path: str, mtime: float):
+    """The model of a weights file: ``.onnx`` (from ``avsync export-onnx``) runs on ONNX Runtime
+    without torch; anything else is a torch ``.pt`` file."""
+    if path.lower().endswith(".onnx"):
+        from ..models.fcn_onnx import FCNOnnx
+        from ..syncnet.onnx_rt import MissingOnnxRuntime
+
+        try:
+            return FCNOnnx(path)
+        except MissingOnnxRuntime:
+            raise
+        except Exception as exc:
+            raise UsageError(f"{path}: cannot load FCN-SyncNet ONNX model "
+                             f"({' '.join(str(exc).split())[:200] or type(exc).__name__})") from None
     try:
         import torch  # noqa: F401
     except ImportError:
-        raise UsageError("method fcn needs torch: pip install 'avsync[fcn]'") from None
+        raise UsageError("method fcn needs torch: pip install 'avsync[fcn]' "
+                         "(or an .onnx model from `avsync export-onnx` with the onnx extra)") from None
     from ..models.fcn import load
 
     try:
@@ -140,10 +155,23 @@ def _decode(p: np.ndarray, K: int) -> tuple[float, float]:
     return off, conf
 
 
-def run_model(model, features):
-    """Frame logits of a whole file, chunk by chunk (numpy out)."""
+def _inference(model):
+    """(infer(aud, am, vis, vm) -> (frame logits [2K+1, T], validity [2K+1, T]), clip logit scale)
+    for a torch model or an ONNX Runtime one (:class:`avsync.models.fcn_onnx.FCNOnnx`, no torch)."""
+    if hasattr(model, "frame_logits_np"):
+        return model.frame_logits_np, float(model.clip_scale)
     import torch
 
+    def infer(aud, am, vis, vm):
+        with torch.no_grad():
+            model(torch.from_numpy(aud), torch.from_numpy(vis), torch.from_numpy(am), torch.from_numpy(vm))
+        return model.last["logits"][0].numpy(), model.last["valid"][0].numpy()
+
+    return infer, float(model.clip_scale.detach())
+
+
+def run_model(model, features):
+    """Frame logits of a whole file, chunk by chunk (numpy out)."""
     from ..models.fcn_data import FPS, HOPS, raw_from_features, track_from_raw
 
     raw = raw_from_features(features)
@@ -155,27 +183,21 @@ def run_model(model, features):
     if T < MIN_FRAMES:
         return None
     K = model.K
+    infer, scale = _inference(model)
     zs = np.zeros((2 * K + 1, T), np.float32)
     vs = np.zeros((2 * K + 1, T), np.float32)
-    with torch.no_grad():
-        for c0 in range(0, T, CHUNK_FRAMES):
-            c1 = min(T, c0 + CHUNK_FRAMES)
-            lo, hi = max(0, c0 - OVERLAP_FRAMES), min(T, c1 + OVERLAP_FRAMES)
-            tr = track_from_raw(raw, start + lo / FPS - 1e-6, start + (hi - 1) / FPS + 1e-6)
-            if tr is None:
-                continue
-            n = min(len(tr), hi - lo)
-            aud = torch.from_numpy(tr.aud[:HOPS * n].T[None].copy())
-            am = torch.from_numpy(tr.amask[:HOPS * n][None].copy())
-            vis = torch.from_numpy(tr.vis[:n].T[None].copy())
-            vm = torch.from_numpy(tr.vmask[:n][None].copy())
-            model(aud, vis, am, vm)
-            z = model.last["logits"][0].numpy()
-            val = model.last["valid"][0].numpy()
-            a, b = c0 - lo, min(n, c1 - lo)
-            zs[:, c0:c0 + (b - a)] = np.where(val[:, a:b] > 0, z[:, a:b], 0.0)
-            vs[:, c0:c0 + (b - a)] = val[:, a:b]
-    scale = float(model.clip_scale.detach())
+    for c0 in range(0, T, CHUNK_FRAMES):
+        c1 = min(T, c0 + CHUNK_FRAMES)
+        lo, hi = max(0, c0 - OVERLAP_FRAMES), min(T, c1 + OVERLAP_FRAMES)
+        tr = track_from_raw(raw, start + lo / FPS - 1e-6, start + (hi - 1) / FPS + 1e-6)
+        if tr is None:
+            continue
+        n = min(len(tr), hi - lo)
+        z, val = infer(tr.aud[:HOPS * n].T[None].copy(), tr.amask[:HOPS * n][None].copy(),
+                       tr.vis[:n].T[None].copy(), tr.vmask[:n][None].copy())
+        a, b = c0 - lo, min(n, c1 - lo)
+        zs[:, c0:c0 + (b - a)] = np.where(val[:, a:b] > 0, z[:, a:b], 0.0)
+        vs[:, c0:c0 + (b - a)] = val[:, a:b]
     return start + np.arange(T) / FPS, zs, vs, K, scale
 
 

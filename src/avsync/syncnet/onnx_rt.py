@@ -13,6 +13,10 @@ quantize_dynamic itself only writes to a file: that file lives in a private temp
 folder which is removed at once.
 
 Needs the ``onnx`` extra: ``pip install 'avsync[onnx]'`` (onnxruntime and onnx).
+
+torch is imported only by the functions that export or take torch tensors: the generic helpers
+(:func:`require_onnx`, :func:`ort_session`) also serve the torch-free ONNX path of FCN-SyncNet
+(:mod:`avsync.models.fcn_onnx`).
 """
 from __future__ import annotations
 
@@ -25,7 +29,6 @@ import threading
 import warnings
 
 import numpy as np
-import torch
 
 from ..errors import UsageError
 
@@ -39,26 +42,47 @@ class MissingOnnxRuntime(UsageError):
     """onnxruntime / onnx are not installed."""
 
 
-def require_onnx() -> tuple:
-    """Import onnxruntime and onnx, or fail with one line saying how to install them."""
+def require_onnx(what: str = "syncnet precision onnx", need_onnx: bool = True) -> tuple:
+    """Import onnxruntime (and onnx unless ``need_onnx`` is false), or fail with one line
+    saying how to install them.  Returns (onnxruntime, onnx or None)."""
     try:
-        import onnx  # noqa: F401
+        onnx = None
+        if need_onnx:
+            import onnx
         import onnxruntime as ort
     except ImportError as e:
         raise MissingOnnxRuntime(
-            f"syncnet precision onnx needs onnxruntime and onnx ({e.name or 'import'} missing): "
+            f"{what} needs onnxruntime and onnx ({e.name or 'import'} missing): "
             "pip install 'avsync[onnx]' (or: pip install onnxruntime onnx)") from None
     return ort, onnx
 
 
-def _export(module: torch.nn.Module, example: torch.Tensor) -> bytes:
+def export_bytes(module, args: tuple, input_names: list[str], output_names: list[str],
+                 dynamic_axes: dict, opset: int = 17) -> bytes:
+    """``module`` traced on ``args`` and exported to a serialised ONNX model, in memory."""
+    import torch
+
     buf = io.BytesIO()
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript exporter announces its retirement
-        torch.onnx.export(module, (example,), buf, input_names=["x"], output_names=["emb"],
-                          dynamic_axes={"x": {0: "batch"}, "emb": {0: "batch"}}, opset_version=17,
-                          dynamo=False, do_constant_folding=True)
+        torch.onnx.export(module, args, buf, input_names=input_names, output_names=output_names,
+                          dynamic_axes=dynamic_axes, opset_version=opset, dynamo=False, do_constant_folding=True)
     return buf.getvalue()
+
+
+def _export(module, example) -> bytes:
+    return export_bytes(module, (example,), ["x"], ["emb"], {"x": {0: "batch"}, "emb": {0: "batch"}})
+
+
+def ort_session(data: bytes | str, threads: int):
+    """An onnxruntime CPU session over a serialised model (or a path), ``threads`` intra-op
+    threads, all graph optimisations on."""
+    ort, _ = require_onnx(need_onnx=False)
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = max(1, threads)
+    so.inter_op_num_threads = 1
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(data, sess_options=so, providers=["CPUExecutionProvider"])
 
 
 def _quantize(model_bytes: bytes) -> bytes:
@@ -82,7 +106,7 @@ def _quantize(model_bytes: bytes) -> bytes:
             root.removeHandler(quiet)
 
 
-def model_bytes(net: str, kind: str, module: torch.nn.Module, example: torch.Tensor, key: tuple | None) -> bytes:
+def model_bytes(net: str, kind: str, module, example, key: tuple | None) -> bytes:
     """The serialised ONNX model of ``net`` ('lip' / 'aud') for ``kind``, memoised on ``key``."""
     full = None if key is None else (key, net, kind)
     with _LOCK:
@@ -118,21 +142,20 @@ class OrtNet:
     """Callable like the torch module it replaces: torch tensor in, float32 torch tensor out."""
 
     def __init__(self, data: bytes, threads: int):
-        ort, _ = require_onnx()
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = max(1, threads)
-        so.inter_op_num_threads = 1
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self.session = ort.InferenceSession(data, sess_options=so, providers=["CPUExecutionProvider"])
+        require_onnx()
+        self.session = ort_session(data, threads)
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+    def __call__(self, x):
+        import torch
+
         a = np.ascontiguousarray(x.detach().to("cpu", torch.float32).numpy())
         return torch.from_numpy(self.session.run(None, {"x": a})[0])
 
 
-def build(kind: str, lip: torch.nn.Module, aud: torch.nn.Module, threads: int,
-          key: tuple | None = None) -> tuple[OrtNet, OrtNet]:
+def build(kind: str, lip, aud, threads: int, key: tuple | None = None) -> tuple[OrtNet, OrtNet]:
     """ORT sessions for the fp32 folded networks ``lip`` and ``aud``."""
+    import torch
+
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}")
     require_onnx()
