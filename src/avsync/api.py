@@ -42,9 +42,19 @@ class DetectOptions:
 
 
 def choose_method(method: str, features: Features) -> str:
+    """``auto``: the shipped learned model (fcn, stacked with lips) when a face is tracked, the
+    features carry its inputs and a runtime for it is installed; lips when a face is tracked
+    otherwise; motion when no face is."""
     if method != "auto":
         return method
-    return "lips" if features.visual.face_coverage >= AUTO_FACE_COVERAGE else "motion"
+    if features.visual.face_coverage < AUTO_FACE_COVERAGE:
+        return "motion"
+    if features.visual.lips is not None and features.audio.mel is not None:
+        from .estimators.fcn import auto_available
+
+        if auto_available():
+            return "fcn"
+    return "lips"
 
 
 def analyse(features: Features, options: DetectOptions = DetectOptions(),
@@ -93,7 +103,11 @@ def detect(path: str | os.PathLike, options: DetectOptions = DetectOptions(),
         report.elapsed_s = time.perf_counter() - t
         return report
     learned = est is not None and est.trajectories
-    if learned:  # fail fast (missing weights / torch) before decoding
+    if options.method == "auto":
+        from .estimators.fcn import auto_available
+
+        learned = auto_available()  # auto may pick the shipped fcn model: extract its inputs too
+    if learned and est is not None:  # fail fast (missing weights / torch) before decoding
         est.prepare()
     with open_media(path) as src:
         faces = "off" if options.method == "motion" else "auto"

@@ -159,7 +159,9 @@ def _measure(job: tuple) -> list[Row]:
         else:
             target = path
         t = time.perf_counter()
-        learned = any(n != "auto" and estimator_class(n).trajectories for n, _ in specs)
+        from ..estimators.fcn import auto_available
+
+        learned = any(auto_available() if n == "auto" else estimator_class(n).trajectories for n, _ in specs)
         faces = "off" if all(n == "motion" for n, _ in specs) else "auto"
         with open_media(target) as src:
             feats = extract_features(src, faces=faces, trajectories=learned)

@@ -17,21 +17,42 @@ import numpy as np
 from ..errors import MissingWeights, UsageError
 from .base import Estimate, Estimator, LagProfile, register
 
-#: the model shipped with the package (trained by the command in the README), if any
-DEFAULT_WEIGHTS = "data/fcn_syncnet.pt"
+#: the model shipped with the package (trained and exported by the commands in the README):
+#: the ONNX file runs without torch and is preferred when ONNX Runtime is installed
+DEFAULT_WEIGHTS = ("data/fcn_syncnet.onnx", "data/fcn_syncnet.pt")
 CHUNK_FRAMES = 1500  # 60 s at 25 fps
 OVERLAP_FRAMES = 100  # context on each side of a chunk (> the receptive field + K)
 MIN_FRAMES = 12
 
 
-def default_weights() -> str | None:
-    from importlib import resources
+def _has(module: str) -> bool:
+    from importlib.util import find_spec
 
     try:
-        p = resources.files("avsync").joinpath(DEFAULT_WEIGHTS)
-        return str(p) if p.is_file() else None
-    except (FileNotFoundError, OSError, ModuleNotFoundError):
-        return None
+        return find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def default_weights() -> str | None:
+    """The shipped model file this installation can run (None when none can)."""
+    from importlib import resources
+
+    for rel in DEFAULT_WEIGHTS:
+        try:
+            p = resources.files("avsync").joinpath(rel)
+            if not p.is_file():
+                continue
+        except (FileNotFoundError, OSError, ModuleNotFoundError):
+            continue
+        if _has("onnxruntime" if rel.endswith(".onnx") else "torch"):
+            return str(p)
+    return None
+
+
+def auto_available() -> bool:
+    """Whether ``--method auto`` may use the shipped model (it ships and a runtime is installed)."""
+    return default_weights() is not None
 
 
 @lru_cache(maxsize=4)
