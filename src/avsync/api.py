@@ -36,9 +36,8 @@ class DetectOptions:
     precision: str = "exact"
     #: folder for debug pictures (learned lip methods: the face crops)
     debug_dir: str | None = None
-    #: CPU threads one detection may use: None = as many as help (decoding overlaps the face
-    #: analysis, ~1.2 cores); 1 = everything in the calling thread (many detections side by
-    #: side, e.g. batch workers sharing the cores).  Never changes the result.
+    #: video decoder threads: None lets FFmpeg choose (about one per core); 1 suits many
+    #: detections side by side (batch workers sharing the cores).  Never changes the result.
     threads: int | None = None
 
 

@@ -89,7 +89,11 @@ def _cpu_s() -> float:
 
 
 def main(args: argparse.Namespace) -> int:
+    import warnings
+
     from dask.distributed import Client, LocalCluster
+
+    warnings.filterwarnings("ignore", message="Port .* is already in use")
 
     from ..batch import BatchOptions, dask_thread_budget, run_batch
 
