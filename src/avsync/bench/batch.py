@@ -88,6 +88,13 @@ def _cpu_s() -> float:
     return r.ru_utime + r.ru_stime + c.ru_utime + c.ru_stime
 
 
+def _own_cpu_s() -> float:
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
 def main(args: argparse.Namespace) -> int:
     import warnings
 
@@ -117,19 +124,21 @@ def main(args: argparse.Namespace) -> int:
                     client.run(_warm)
                     budget = threads or dask_thread_budget(client)
                     cpu0 = sum(client.run(_cpu_s).values())
+                    own0 = _own_cpu_s()
                     load0 = os.getloadavg()[0]
                     t = time.perf_counter()
                     res = run_batch([tmp], out, BatchOptions(scheduler=cl.scheduler_address, threads=threads))
                     wall = time.perf_counter() - t
                     times[k].append(wall)
                     cpu = sum(client.run(_cpu_s).values()) - cpu0
+                    own = _own_cpu_s() - own0
                     load1 = os.getloadavg()[0]
                     rows = [json.loads(x) for x in open(out, encoding="utf-8")]
                     errs = [r for r in rows if r["status"] == "error"]
                     print(f"{'round ' + str(rnd + 1) + ': ' if repeat > 1 else ''}workers {k} (threads each "
                           f"{budget}): {wall:.1f} s wall, workers' CPU {cpu:.1f} s ({cpu / max(res.done, 1):.2f} "
-                          f"s per input, {cpu / wall:.2f} cores busy on average), load average {load0:.1f} -> "
-                          f"{load1:.1f}", flush=True)
+                          f"s per input, {cpu / wall:.2f} cores busy on average; this process (client, scheduler, "
+                          f"output) {own:.1f} s), load average {load0:.1f} -> {load1:.1f}", flush=True)
                     print(f"  {len(rows)} rows, {len(errs)} error row(s): "
                           f"{'; '.join(r['error'] for r in errs)[:160]}", flush=True)
                     if k == counts[-1] and rnd == repeat - 1:
