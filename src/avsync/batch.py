@@ -12,12 +12,13 @@ crash is dropped when the output is reopened.
 Dask is imported only when ``scheduler`` is given; workers need ``avsync``
 importable (the same version) and the input paths readable.
 
-Each worker gets a thread budget (``BatchOptions.threads``; by default the machine's
-CPUs divided by the workers that share it, at least 1): it caps the video decoder
-threads, OpenCV's and (when loaded) torch's thread pools and the BLAS/OpenMP pools of
-worker processes: when every core already runs a worker, extra threads only compete.
-(The decode thread that feeds the face analysis stays: it is a pipeline stage, not
-extra parallel work, and decoding inline measured a few per cent more CPU.)
+Each worker process gets a thread budget (by default the machine's usable CPUs divided
+by the workers that share it, at least 1): it caps OpenCV's and (when loaded) torch's
+thread pools and the BLAS/OpenMP pools, which would otherwise each assume the whole
+machine.  The video decoder keeps FFmpeg's own threads unless ``BatchOptions.threads``
+is given, which caps the decoder too: forcing one decoder thread per worker measured
+slower, not faster, in A/B runs on a 2-core machine (and the decode thread that feeds
+the face analysis stays in every case: decoding inline measured a few per cent more CPU).
 Inputs are handed out largest first (file size), so a big file does not start last
 and keep one worker busy after the others are done.
 """
@@ -54,7 +55,8 @@ class BatchOptions:
     csv: bool = False
     retry_errors: bool = False  # re-run inputs whose previous row is an error
     scheduler_timeout_s: float = 20.0
-    #: CPU threads per worker; None: the usable CPUs // the workers on that machine (at least 1)
+    #: threads per worker: None caps the worker processes' OpenCV/torch/BLAS pools at the usable
+    #: CPUs // the workers on that machine (at least 1); a number caps those and the video decoder
     threads: int | None = None
 
 
@@ -193,10 +195,9 @@ def limit_threads(threads: int) -> None:
 # -- one input (runs in a worker) ----------------------------------------------------------------
 def process_one(path: str, key: str, options: dict, threads: int | None = None) -> dict:
     """Measure one input; always returns a row (status 'ok' or 'error').  ``threads``: the
-    worker's thread budget (see :func:`limit_threads`); None leaves the process as it is."""
+    worker process's thread budget (see :func:`limit_threads`); None leaves it as it is."""
     if threads is not None:
         limit_threads(threads)
-        options = {**options, "threads": threads}
     from .api import detect
     from .errors import AvsyncError
 
@@ -286,6 +287,8 @@ def run_batch(inputs: Iterable[str], out: str, options: BatchOptions = BatchOpti
     res = BatchResult(total=len(paths))
     output = _Output(out, options.csv)
     opts = asdict(options.detect)
+    if options.threads is not None:  # an explicit budget caps the video decoder too
+        opts["threads"] = options.threads
     try:
         todo = []
         for p in paths:
@@ -330,9 +333,8 @@ def _run_local(todo, opts: dict, workers: int | None, record, threads: int | Non
 
     n = max(1, min(workers or usable_cpus(), len(todo)))
     if n == 1:  # in this process: its thread pools are the caller's, left as they are
-        one = opts if threads is None else {**opts, "threads": threads}
         for p, k in todo:
-            record(process_one(p, k, one))
+            record(process_one(p, k, opts))
         return
     budget = threads or thread_budget(n)
     ctx = multiprocessing.get_context("spawn")

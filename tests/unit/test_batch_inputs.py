@@ -92,4 +92,7 @@ def test_largest_inputs_go_first_and_the_budget_reaches_detect(tmp_path, monkeyp
     monkeypatch.setattr(batch, "process_one", fake)
     res = batch.run_batch([str(tmp_path)], str(tmp_path / "out.jsonl"), batch.BatchOptions(workers=1, threads=1))
     assert res.done == 3
-    assert seen == [("big.mp4", 1), ("mid.mp4", 1), ("small.mp4", 1)]
+    assert seen == [("big.mp4", 1), ("mid.mp4", 1), ("small.mp4", 1)]  # an explicit budget caps the decoder
+    seen.clear()
+    batch.run_batch([str(tmp_path)], str(tmp_path / "out2.jsonl"), batch.BatchOptions(workers=1))
+    assert seen == [("big.mp4", None), ("mid.mp4", None), ("small.mp4", None)]  # FFmpeg's own choice

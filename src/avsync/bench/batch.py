@@ -11,7 +11,8 @@ times, interleaved (1, 2, 1, 2, ...), on the same inputs, so that a change in th
 machine's load hits both.  Prints every run (wall time, the workers' CPU time, the
 per-worker thread budget, the load average), the speed-up of each round and their
 median, and the row counts.  Each worker gets the batch's default thread budget
-(usable CPUs // workers) unless ``--threads`` fixes it.
+(usable CPUs // workers for its OpenCV/torch/BLAS pools, FFmpeg's own decoder threads)
+unless ``--threads N`` caps all of them at N.
 """
 from __future__ import annotations
 
@@ -135,8 +136,8 @@ def main(args: argparse.Namespace) -> int:
                     load1 = os.getloadavg()[0]
                     rows = [json.loads(x) for x in open(out, encoding="utf-8")]
                     errs = [r for r in rows if r["status"] == "error"]
-                    print(f"{'round ' + str(rnd + 1) + ': ' if repeat > 1 else ''}workers {k} (threads each "
-                          f"{budget}): {wall:.1f} s wall, workers' CPU {cpu:.1f} s ({cpu / max(res.done, 1):.2f} "
+                    print(f"{'round ' + str(rnd + 1) + ': ' if repeat > 1 else ''}workers {k} (thread budget "
+                          f"{budget}{'' if threads else ', decoder threads by FFmpeg'}): {wall:.1f} s wall, workers' CPU {cpu:.1f} s ({cpu / max(res.done, 1):.2f} "
                           f"s per input, {cpu / wall:.2f} cores busy on average; this process (client, scheduler, "
                           f"output) {own:.1f} s), load average {load0:.1f} -> {load1:.1f}", flush=True)
                     print(f"  {len(rows)} rows, {len(errs)} error row(s): "

@@ -20,8 +20,9 @@ def register(subparsers) -> None:
     p.add_argument("--workers", type=_count, metavar="N", help="local worker processes (default: CPU count)")
     p.add_argument("--scheduler", metavar="ADDRESS", help="run on the Dask cluster at ADDRESS (tcp://host:8786)")
     p.add_argument("--threads", type=_count, metavar="N",
-                   help="threads per worker for decoding and OpenCV/torch/BLAS (default: the machine's CPUs "
-                        "divided by its workers, at least 1)")
+                   help="threads per worker: caps the video decoder and the OpenCV/torch/BLAS pools (default: "
+                        "those pools get the machine's CPUs divided by its workers, at least 1; the decoder "
+                        "keeps FFmpeg's choice)")
     p.add_argument("--retry-errors", action="store_true", help="measure again inputs whose previous row is an error")
     p.add_argument("--method", default="auto", metavar="M")
     p.add_argument("--tolerance", default="ebu-r37", choices=TOLERANCE_NAMES, metavar="PRESET")
