@@ -92,3 +92,18 @@ def test_unreachable_scheduler_is_a_usage_error(inputs, tmp_path):
     with pytest.raises(UsageError, match="Dask scheduler"):
         run_batch([str(inputs)], str(tmp_path / "x.jsonl"),
                   BatchOptions(scheduler="tcp://127.0.0.1:9", scheduler_timeout_s=2))
+
+
+def test_bench_batch_prints_every_round_and_the_rerun(media_dir, capsys):
+    pytest.importorskip("dask.distributed")
+    import argparse
+
+    from avsync.bench.batch import main
+
+    args = argparse.Namespace(dirs=[str(media_dir / "speech")], inputs=4, workers="1,2", max_seconds=4.0,
+                              keep=False, repeat=2, threads=None)
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert out.count("round 1: workers") == 2 and out.count("round 2: workers") == 2
+    assert "thread budget" in out and out.count("4 rows, 1 error row(s)") == 4
+    assert "rerun (workers 2): 4 of 4 skipped" in out and "median of 2 rounds" in out
