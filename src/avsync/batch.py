@@ -163,15 +163,20 @@ def thread_budget(workers: int, cpus: int | None = None) -> int:
     return max(1, (cpus or usable_cpus()) // max(1, workers))
 
 
-_applied_budget: int | None = None
+_applied_budget: tuple[int, bool] | None = None
 
 
 def limit_threads(threads: int) -> None:
     """Cap this (worker) process's thread pools at ``threads``: OpenCV, torch when loaded,
     and the BLAS/OpenMP environment read by libraries loaded later.  Process-wide: call it
-    in worker processes only, never in the caller's."""
+    in worker processes only, never in the caller's.  Cheap when nothing changed; call it
+    again after work that may have imported torch."""
     global _applied_budget
-    if _applied_budget == threads:
+    import sys
+
+    torch = sys.modules.get("torch")
+    state = (threads, torch is not None)
+    if _applied_budget == state:
         return
     for name in THREAD_ENV:
         os.environ[name] = str(threads)
@@ -181,15 +186,12 @@ def limit_threads(threads: int) -> None:
         cv2.setNumThreads(threads)
     except Exception:
         pass
-    import sys
-
-    torch = sys.modules.get("torch")
     if torch is not None:
         try:
             torch.set_num_threads(threads)
         except Exception:
             pass
-    _applied_budget = threads
+    _applied_budget = state
 
 
 # -- one input (runs in a worker) ----------------------------------------------------------------
@@ -198,6 +200,14 @@ def process_one(path: str, key: str, options: dict, threads: int | None = None) 
     worker process's thread budget (see :func:`limit_threads`); None leaves it as it is."""
     if threads is not None:
         limit_threads(threads)
+    try:
+        return _measure(path, key, options)
+    finally:
+        if threads is not None:  # a learned method may have loaded torch just now
+            limit_threads(threads)
+
+
+def _measure(path: str, key: str, options: dict) -> dict:
     from .api import detect
     from .errors import AvsyncError
 

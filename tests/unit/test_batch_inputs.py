@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 import os
+import sys
+import types
 
 from avsync.api import DetectOptions
 from avsync.batch import _Output, expand_inputs, input_key
@@ -69,10 +71,16 @@ def test_limit_threads_caps_opencv_and_the_blas_environment(monkeypatch):
     for name in batch.THREAD_ENV:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(batch, "_applied_budget", None)
+    monkeypatch.delitem(sys.modules, "torch", raising=False)  # as in a fresh worker
     try:
         batch.limit_threads(1)
         assert cv2.getNumThreads() == 1
         assert all(os.environ[n] == "1" for n in batch.THREAD_ENV)
+        calls = []  # torch loaded later (a learned method's first file): capped on the next call
+        monkeypatch.setitem(sys.modules, "torch", types.SimpleNamespace(set_num_threads=calls.append))
+        batch.limit_threads(1)
+        batch.limit_threads(1)
+        assert calls == [1]
     finally:
         cv2.setNumThreads(before)
 
