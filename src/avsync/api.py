@@ -37,7 +37,8 @@ class DetectOptions:
     #: folder for debug pictures (learned lip methods: the face crops)
     debug_dir: str | None = None
     #: video decoder threads: None lets FFmpeg choose (about one per core); 1 suits many
-    #: detections side by side (batch workers sharing the cores).  Never changes the result.
+    #: detections side by side.  Never changes the result.  (Methods that decode the file
+    #: themselves, such as syncnet, keep FFmpeg's choice.)
     threads: int | None = None
 
 
