@@ -6,7 +6,6 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-import numpy as np
 
 from .estimators.base import Estimate, EstimatorOptions, get_estimator
 from .features import Features, extract_features
@@ -39,6 +38,10 @@ class DetectOptions:
     #: fcn: stack the learned estimate with the weight-free lips estimate (when the weights carry
     #: fitted fusion parameters); False gives the learned model alone
     fusion: bool = True
+    #: video decoder threads: None lets FFmpeg choose (about one per core); 1 suits many
+    #: detections side by side.  Never changes the result.  (Methods that decode the file
+    #: themselves, such as syncnet, keep FFmpeg's choice.)
+    threads: int | None = None
 
 
 def choose_method(method: str, features: Features) -> str:
@@ -112,7 +115,7 @@ def detect(path: str | os.PathLike, options: DetectOptions = DetectOptions(),
     with open_media(path) as src:
         faces = "off" if options.method == "motion" else "auto"
         cb = (lambda done, total: progress("decode", done, total)) if progress else None
-        feats = extract_features(src, faces=faces, progress=cb, trajectories=learned)
+        feats = extract_features(src, faces=faces, progress=cb, trajectories=learned, threads=options.threads)
     report = analyse(feats, options, progress)
     report.elapsed_s = time.perf_counter() - t
     return report

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from avsync.batch import BatchOptions, run_batch
+from avsync.batch import BatchOptions, dask_thread_budget, run_batch, thread_budget
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -72,12 +72,14 @@ def test_dask_local_cluster_two_workers(inputs, tmp_path):
     out = tmp_path / "dask.jsonl"
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
                                   silence_logs=logging.CRITICAL) as cl:
+        with distributed.Client(cl) as client:  # two one-thread workers share this machine's CPUs
+            assert dask_thread_budget(client) == thread_budget(2)
         res = run_batch([str(inputs)], str(out), BatchOptions(scheduler=cl.scheduler_address))
         assert res.done == 3 and res.errors == 1
         again = run_batch([str(inputs)], str(out), BatchOptions(scheduler=cl.scheduler_address))
         assert again.skipped == 3 and again.done == 0
     by_key = {r["key"]: r for r in _rows(local)}
-    for r in _rows(out):  # the same rows as the local run
+    for r in _rows(out):  # the same rows as the local run (whose decoder threads FFmpeg chose)
         want = by_key[r["key"]]
         for k in ("status", "offset_ms", "confidence", "verdict", "error"):
             assert r.get(k) == want.get(k), k
@@ -90,3 +92,18 @@ def test_unreachable_scheduler_is_a_usage_error(inputs, tmp_path):
     with pytest.raises(UsageError, match="Dask scheduler"):
         run_batch([str(inputs)], str(tmp_path / "x.jsonl"),
                   BatchOptions(scheduler="tcp://127.0.0.1:9", scheduler_timeout_s=2))
+
+
+def test_bench_batch_prints_every_round_and_the_rerun(media_dir, capsys):
+    pytest.importorskip("dask.distributed")
+    import argparse
+
+    from avsync.bench.batch import main
+
+    args = argparse.Namespace(dirs=[str(media_dir / "speech")], inputs=4, workers="1,2", max_seconds=4.0,
+                              keep=False, repeat=2, threads=None)
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert out.count("round 1: workers") == 2 and out.count("round 2: workers") == 2
+    assert "thread budget" in out and out.count("4 rows, 1 error row(s)") == 4
+    assert "rerun (workers 2): 4 of 4 skipped" in out and "median of 2 rounds" in out

@@ -1,4 +1,4 @@
-"""Batch scaling benchmark: ``avsync bench batch MEDIA_DIR [--inputs 100] [--workers 1,2]``.
+"""Batch scaling benchmark: ``avsync bench batch MEDIA_DIR [--inputs 100] [--workers 1,2] [--repeat R]``.
 
 Makes ``--inputs`` inputs in a temporary folder: variants of the real clips found under
 MEDIA_DIR (each clip re-timed by a different offset with :func:`avsync.media.remux.fix_file`:
@@ -6,8 +6,13 @@ packets copied, so every variant is a distinct real file) plus one corrupt file.
 for each worker count, starts a Dask ``LocalCluster`` (processes, one thread each),
 warms its workers (imports and face models loaded, not timed) and times
 :func:`avsync.batch.run_batch` over all inputs into a fresh output; finally reruns the
-last batch to show that everything is skipped.  Prints the wall times, the speed-up and
-the row counts.
+last batch to show that everything is skipped.  ``--repeat R`` runs the worker counts R
+times, interleaved (1, 2, 1, 2, ...), on the same inputs, so that a change in the
+machine's load hits both.  Prints every run (wall time, the workers' CPU time, the
+per-worker thread budget, the load average), the speed-up of each round and their
+median, and the row counts.  Each worker gets the batch's default thread budget
+(usable CPUs // workers for its OpenCV/torch/BLAS pools, FFmpeg's own decoder threads)
+unless ``--threads N`` caps all of them at N.
 """
 from __future__ import annotations
 
@@ -16,6 +21,7 @@ import json
 import logging
 import os
 import shutil
+import statistics
 import tempfile
 import time
 
@@ -83,10 +89,21 @@ def _cpu_s() -> float:
     return r.ru_utime + r.ru_stime + c.ru_utime + c.ru_stime
 
 
+def _own_cpu_s() -> float:
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
 def main(args: argparse.Namespace) -> int:
+    import warnings
+
     from dask.distributed import Client, LocalCluster
 
-    from ..batch import BatchOptions, run_batch
+    warnings.filterwarnings("ignore", message="Port .* is already in use")
+
+    from ..batch import BatchOptions, dask_thread_budget, run_batch
 
     counts = [int(x) for x in str(args.workers).split(",") if x.strip()]
     tmp = tempfile.mkdtemp(prefix="avsync-bench-batch-")
@@ -95,37 +112,51 @@ def main(args: argparse.Namespace) -> int:
         inputs = make_inputs(args.dirs, args.inputs, tmp, args.max_seconds)
         print(f"inputs: {len(inputs)} ({len(inputs) - 1} re-timed variants of real clips + 1 corrupt) "
               f"made in {time.perf_counter() - t:.1f} s; cpus {os.cpu_count()}", flush=True)
-        times = {}
+        times: dict[int, list[float]] = {k: [] for k in counts}
         last_out = None
-        for k in counts:
-            out = os.path.join(tmp, f"results_{k}.jsonl")
-            with LocalCluster(n_workers=k, threads_per_worker=1, processes=True, dashboard_address=None,
-                             silence_logs=logging.CRITICAL) as cl, \
-                    Client(cl) as client:
-                client.run(_warm)
-                cpu0 = sum(client.run(_cpu_s).values())
-                load0 = os.getloadavg()[0]
-                t = time.perf_counter()
-                res = run_batch([tmp], out, BatchOptions(scheduler=cl.scheduler_address))
-                times[k] = time.perf_counter() - t
-                cpu = sum(client.run(_cpu_s).values()) - cpu0
-                load1 = os.getloadavg()[0]
-                rows = [json.loads(x) for x in open(out, encoding="utf-8")]
-                errs = [r for r in rows if r["status"] == "error"]
-                print(f"workers {k}: {times[k]:.1f} s wall, workers' CPU {cpu:.1f} s ({cpu / max(res.done, 1):.2f} "
-                      f"s per input, {cpu / times[k]:.2f} cores busy on average), load average {load0:.1f} -> "
-                      f"{load1:.1f}", flush=True)
-                print(f"  {len(rows)} rows, {len(errs)} error row(s): "
-                      f"{'; '.join(r['error'] for r in errs)[:160]}", flush=True)
-                if k == counts[-1]:
+        repeat = max(1, getattr(args, "repeat", 1) or 1)
+        threads = getattr(args, "threads", None)
+        for rnd in range(repeat):
+            for k in counts:
+                out = os.path.join(tmp, f"results_{k}_{rnd}.jsonl")
+                with LocalCluster(n_workers=k, threads_per_worker=1, processes=True, dashboard_address=None,
+                                  silence_logs=logging.CRITICAL) as cl, \
+                        Client(cl) as client:
+                    client.run(_warm)
+                    budget = threads or dask_thread_budget(client)
+                    cpu0 = sum(client.run(_cpu_s).values())
+                    own0 = _own_cpu_s()
+                    load0 = os.getloadavg()[0]
                     t = time.perf_counter()
-                    again = run_batch([tmp], out, BatchOptions(scheduler=cl.scheduler_address))
-                    print(f"rerun (workers {k}): {again.skipped} of {again.total} skipped, {again.done} measured, "
-                          f"{time.perf_counter() - t:.1f} s", flush=True)
-                last_out = out
+                    res = run_batch([tmp], out, BatchOptions(scheduler=cl.scheduler_address, threads=threads))
+                    wall = time.perf_counter() - t
+                    times[k].append(wall)
+                    cpu = sum(client.run(_cpu_s).values()) - cpu0
+                    own = _own_cpu_s() - own0
+                    load1 = os.getloadavg()[0]
+                    rows = [json.loads(x) for x in open(out, encoding="utf-8")]
+                    errs = [r for r in rows if r["status"] == "error"]
+                    print(f"{'round ' + str(rnd + 1) + ': ' if repeat > 1 else ''}workers {k} (thread budget "
+                          f"{budget}{'' if threads else ', decoder threads by FFmpeg'}): {wall:.1f} s wall, workers' CPU {cpu:.1f} s ({cpu / max(res.done, 1):.2f} "
+                          f"s per input, {cpu / wall:.2f} cores busy on average; this process (client, scheduler, "
+                          f"output) {own:.1f} s), load average {load0:.1f} -> {load1:.1f}", flush=True)
+                    print(f"  {len(rows)} rows, {len(errs)} error row(s): "
+                          f"{'; '.join(r['error'] for r in errs)[:160]}", flush=True)
+                    if k == counts[-1] and rnd == repeat - 1:
+                        t = time.perf_counter()
+                        again = run_batch([tmp], out, BatchOptions(scheduler=cl.scheduler_address))
+                        print(f"rerun (workers {k}): {again.skipped} of {again.total} skipped, {again.done} "
+                              f"measured, {time.perf_counter() - t:.1f} s", flush=True)
+                    last_out = out
         if len(counts) >= 2:
             a, b = counts[0], counts[-1]
-            print(f"speed-up {b} vs {a} workers: {times[a] / times[b]:.2f}x", flush=True)
+            ups = [x / y for x, y in zip(times[a], times[b])]
+            med = statistics.median(ups)
+            each = ", ".join(f"{u:.2f}x" for u in ups)
+            print(f"speed-up {b} vs {a} workers: {med:.2f}x"
+                  + (f" (median of {len(ups)} rounds: {each}; best walls {min(times[a]):.1f} s vs "
+                     f"{min(times[b]):.1f} s = {min(times[a]) / min(times[b]):.2f}x)" if len(ups) > 1 else ""),
+                  flush=True)
         if args.keep:
             print(f"kept {tmp} ({last_out})")
     finally:

@@ -35,6 +35,9 @@ def register(subparsers) -> None:
     b.add_argument("--inputs", type=int, default=100, help="inputs to make (variants + 1 corrupt; default 100)")
     b.add_argument("--workers", default="1,2", help="worker counts to compare (default 1,2)")
     b.add_argument("--max-seconds", type=float, default=8.0, help="use clips up to this long (default 8)")
+    b.add_argument("--repeat", type=int, default=1, help="run the worker counts this many times, interleaved")
+    b.add_argument("--threads", type=int, default=None,
+                   help="avsync batch --threads N for every run (default: the batch default)")
     b.add_argument("--keep", action="store_true", help="keep the generated inputs and results")
     b.set_defaults(func=run_batch_bench)
     sy = sub.add_parser("syncnet", help="SyncNet scoring speed (windows/s, GFLOP/s) and fast-mode agreement")

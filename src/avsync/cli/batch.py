@@ -19,6 +19,10 @@ def register(subparsers) -> None:
     p.add_argument("--csv", action="store_true", help="write CSV instead of JSON Lines")
     p.add_argument("--workers", type=_count, metavar="N", help="local worker processes (default: CPU count)")
     p.add_argument("--scheduler", metavar="ADDRESS", help="run on the Dask cluster at ADDRESS (tcp://host:8786)")
+    p.add_argument("--threads", type=_count, metavar="N",
+                   help="threads per worker: caps the video decoder and the OpenCV/torch/BLAS pools (default: "
+                        "those pools get the machine's CPUs divided by its workers, at least 1; the decoder "
+                        "keeps FFmpeg's choice)")
     p.add_argument("--retry-errors", action="store_true", help="measure again inputs whose previous row is an error")
     p.add_argument("--method", default="auto", metavar="M")
     p.add_argument("--tolerance", default="ebu-r37", choices=TOLERANCE_NAMES, metavar="PRESET")
@@ -68,7 +72,8 @@ def run(args) -> int:
     opts = BatchOptions(
         detect=DetectOptions(method=args.method, tolerance=args.tolerance, max_lag_ms=args.max_lag_ms,
                              window_s=args.window_s, hop_s=args.hop_s),
-        workers=args.workers, scheduler=args.scheduler, csv=args.csv, retry_errors=args.retry_errors)
+        workers=args.workers, scheduler=args.scheduler, csv=args.csv, retry_errors=args.retry_errors,
+        threads=args.threads)
     try:
         res = run_batch(args.inputs, args.out, opts, _Progress(not args.no_progress))
     except OSError as exc:

@@ -103,6 +103,9 @@ class DecodeOptions:
     colour: bool = False
     #: audio sample format: "flt" (float32 in [-1, 1]) or "s16" (int16, as ffmpeg writes 16-bit PCM)
     audio_format: str = "flt"
+    #: video decoder threads: None lets FFmpeg choose (frame/slice threads, about one per core);
+    #: 1 decodes in the calling thread only (for many decodes side by side, e.g. batch workers)
+    threads: int | None = None
 
 
 class MediaSource(ABC):
@@ -337,7 +340,12 @@ class FileSource(MediaSource):
         if not streams:
             return
         if v is not None:
-            v.thread_type = "AUTO"
+            if options.threads is None or options.threads > 1:
+                v.thread_type = "AUTO"
+                if options.threads is not None:
+                    v.codec_context.thread_count = options.threads
+            else:
+                v.codec_context.thread_count = 1
             if options.fast_video:
                 v.codec_context.options = {**v.codec_context.options, "skip_loop_filter": "all"}
         sample_dtype = np.int16 if options.audio_format == "s16" else np.float32

@@ -22,14 +22,15 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..estimators.base import available_methods
 from ..timeline import TOLERANCE_NAMES
-from .jobs import JobStore, remove_upload, run_job, run_sync
+from .jobs import open_job_store, remove_upload, run_job, run_sync
 from .uploads import UploadError, receive_upload
 
 
 @dataclass(frozen=True)
 class ServiceConfig:
     data_dir: str = "avsync-data"
-    #: job database: a path or sqlite:///PATH (default: DATA_DIR/jobs.sqlite3)
+    #: job database: a path or sqlite:///PATH (default: DATA_DIR/jobs.sqlite3); other schemes
+    #: (server databases) are refused with :class:`avsync.service.jobs.UnsupportedDatabase`
     db: str | None = None
     max_upload_bytes: int = 512 * 1024 * 1024
     workers: int = 2
@@ -158,7 +159,7 @@ _OBJ = {"content": {"application/json": {"schema": {"type": "object"}}}}
 def create_app(config: ServiceConfig = ServiceConfig()) -> FastAPI:
     os.makedirs(config.upload_dir, exist_ok=True)
     os.makedirs(config.plot_dir, exist_ok=True)
-    store = JobStore(config.db_path)
+    store = open_job_store(config.db_path)
     state: dict = {}
 
     async def lifespan(app):
@@ -166,7 +167,7 @@ def create_app(config: ServiceConfig = ServiceConfig()) -> FastAPI:
         state["pool"] = pool
         for job in store.recover():  # resume what a previous run left unfinished
             pool.reserve(force=True)
-            pool.submit(run_job, store.path, job.id, on_crash=crashed(job.id))
+            pool.submit(run_job, store.url, job.id, on_crash=crashed(job.id))
         yield
         pool.shutdown()
 
@@ -279,7 +280,7 @@ def create_app(config: ServiceConfig = ServiceConfig()) -> FastAPI:
         try:
             job = store.create("detect", up.name, up.path, opts)
             store.update(job.id, plot_path=os.path.join(config.plot_dir, f"{job.id}.png"))
-            pool().submit(run_job, store.path, job.id, on_crash=crashed(job.id))
+            pool().submit(run_job, store.url, job.id, on_crash=crashed(job.id))
         except Exception:
             remove_upload(up.path)
             raise
@@ -369,7 +370,7 @@ def create_app(config: ServiceConfig = ServiceConfig()) -> FastAPI:
         except Busy:
             return busy()
         job = store.create("monitor", url, None, {"url": url, "max_windows": n, "window_s": w, "tolerance": tol})
-        pool().submit(run_job, store.path, job.id, on_crash=crashed(job.id))
+        pool().submit(run_job, store.url, job.id, on_crash=crashed(job.id))
         return JSONResponse(store.get(job.id).public(), status_code=202)
 
     @app.get("/api/health", summary="Liveness and limits", responses={200: {"description": "ok", **_OBJ}})

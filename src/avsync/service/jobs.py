@@ -1,23 +1,29 @@
-"""The job store (SQLite) and the functions the worker processes run.
+"""The job store and the functions the worker processes run.
 
 Every state change goes through the database, written by whichever process makes it
 (the server creates and recovers jobs; the worker process marks them running, reports
 progress, stores the report or the error), so the store stays the single truth when
-the server dies: on the next start, :meth:`JobStore.recover` re-queues the jobs that
-were queued or running (or marks them failed once they have been interrupted
+the server dies: on the next start, :meth:`JobStoreBase.recover` re-queues the jobs
+that were queued or running (or marks them failed once they have been interrupted
 ``MAX_ATTEMPTS`` times, or their upload is gone).
 
-``sqlite:///path`` URLs and plain paths are accepted; server databases are not
-supported (yet).
+The store is reached by a location: a file path or a ``sqlite:///PATH`` URL
+(``sqlite:///rel/path`` relative, ``sqlite:////abs/path`` absolute).  :func:`open_job_store`
+turns it into a store; :class:`JobStoreBase` is the interface a server-database store
+would implement (none ships: it could not be tested here), so any other scheme
+(``postgresql://``, ``mysql://`` ...) is refused with a one-line
+:class:`UnsupportedDatabase` error that never echoes the URL's credentials.
 """
 from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 import threading
 import time
 import uuid
+from abc import ABC, abstractmethod
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -45,14 +51,56 @@ CREATE TABLE IF NOT EXISTS jobs (
 """
 
 
-def db_path_from(url_or_path: str) -> str:
-    """``sqlite:///abs/path``, ``sqlite:///rel`` or a plain path -> a file path."""
+class UnsupportedDatabase(ValueError):
+    """A job database location this build cannot use (one line, no credentials)."""
+
+
+_SERVER_SCHEMES = ("postgresql", "postgres", "mysql", "mariadb", "mssql", "oracle", "cockroachdb")
+
+
+def parse_db_url(url_or_path: str) -> tuple[str, str]:
+    """A job database location -> (scheme, target).
+
+    A plain path (no ``scheme://``) and ``sqlite:///PATH`` give ``("sqlite", PATH)``;
+    ``sqlite:///rel`` is relative, ``sqlite:////abs`` absolute (SQLAlchemy's spelling).
+    Anything else raises :class:`UnsupportedDatabase`."""
     s = str(url_or_path)
-    if "://" in s:
-        if not s.startswith("sqlite:///"):
-            raise ValueError(f"unsupported job database {s!r}: use a file path or sqlite:///PATH")
-        return s[len("sqlite:///"):] if not s.startswith("sqlite:////") else s[len("sqlite:///"):]
-    return s
+    if "://" not in s:
+        if not s.strip():
+            raise UnsupportedDatabase("empty job database path")
+        return "sqlite", s
+    scheme = s.split("://", 1)[0].lower()
+    if not re.fullmatch(r"[a-z][a-z0-9+.\-]{0,30}", scheme):
+        raise UnsupportedDatabase("job database URL with an unknown scheme; use a file path or sqlite:///PATH")
+    base = scheme.split("+", 1)[0]
+    if base != "sqlite":
+        kind = "server databases are not supported yet" if base in _SERVER_SCHEMES else "unknown scheme"
+        # the scheme only: a server URL may hold a password
+        raise UnsupportedDatabase(f"job database {scheme}://...: {kind}; use a file path or sqlite:///PATH")
+    if scheme != "sqlite":
+        raise UnsupportedDatabase(f"job database {scheme}://...: no driver choice; use sqlite:///PATH")
+    if not s[:10].lower() == "sqlite:///":
+        raise UnsupportedDatabase("job database sqlite:// needs a path: sqlite:///relative or sqlite:////absolute")
+    path = s[len("sqlite:///"):]
+    if "?" in path:
+        raise UnsupportedDatabase("job database sqlite:///PATH?...: URL options are not supported")
+    if not path or path == ":memory:":
+        raise UnsupportedDatabase("job database sqlite:///:memory: (or no path) cannot be shared with the worker "
+                                  "processes; give a file path")
+    return "sqlite", path
+
+
+def db_path_from(url_or_path: str) -> str:
+    """``sqlite:///rel``, ``sqlite:////abs/path`` or a plain path -> a file path."""
+    return parse_db_url(url_or_path)[1]
+
+
+def open_job_store(url_or_path: str) -> "JobStoreBase":
+    """The job store at a location (see :func:`parse_db_url`)."""
+    scheme, target = parse_db_url(url_or_path)
+    if scheme == "sqlite":
+        return SQLiteJobStore(target)
+    raise UnsupportedDatabase(f"job database {scheme}://...: not supported")  # pragma: no cover
 
 
 @dataclass
@@ -84,11 +132,61 @@ class Job:
         return d
 
 
-class JobStore:
-    """Jobs in one SQLite file; safe to use from several threads and processes."""
+class JobStoreBase(ABC):
+    """What the service needs from a job store.  Every method is safe to call from
+    several threads and processes at once; ``url`` reopens the same store in a worker
+    process (:func:`open_job_store`)."""
+
+    url: str
+
+    @abstractmethod
+    def create(self, kind: str, name: str | None, media_path: str | None, options: dict,
+               plot_path: str | None = None, job_id: str | None = None) -> Job: ...
+
+    @abstractmethod
+    def get(self, job_id: str) -> Job | None: ...
+
+    @abstractmethod
+    def update(self, job_id: str, **fields) -> bool:
+        """Set columns of a job; False when it no longer exists (deleted)."""
+
+    @abstractmethod
+    def start(self, job_id: str) -> Job | None:
+        """Mark running and count the attempt, atomically; None when the job is gone or finished."""
+
+    @abstractmethod
+    def delete(self, job_id: str) -> Job | None: ...
+
+    @abstractmethod
+    def unfinished(self) -> list[Job]:
+        """Jobs queued or running, oldest first."""
+
+    @abstractmethod
+    def count(self, status: str | None = None) -> int: ...
+
+    def recover(self) -> list[Job]:
+        """After a restart: jobs to run again (queued, or running when the server died and
+        not yet interrupted ``MAX_ATTEMPTS`` times); the others are marked failed."""
+        again = []
+        for job in self.unfinished():
+            if job.status == "running" and job.attempts >= MAX_ATTEMPTS:
+                self.update(job.id, status="failed",
+                            error=f"interrupted by server stops {job.attempts} times; not retried")
+            elif job.kind != "monitor" and (not job.media_path or not os.path.isfile(job.media_path)):
+                self.update(job.id, status="failed", error="the uploaded file was lost when the server stopped")
+            else:
+                if job.status == "running":
+                    self.update(job.id, status="queued", stage="resumed after a server restart")
+                again.append(self.get(job.id))
+        return [j for j in again if j is not None]
+
+
+class SQLiteJobStore(JobStoreBase):
+    """Jobs in one SQLite file (WAL); safe to use from several threads and processes."""
 
     def __init__(self, path: str):
         self.path = db_path_from(path)
+        self.url = self.path
         d = os.path.dirname(os.path.abspath(self.path))
         os.makedirs(d, exist_ok=True)
         self._lock = threading.Lock()
@@ -165,21 +263,9 @@ class JobStore:
                 return int(c.execute("SELECT COUNT(*) FROM jobs").fetchone()[0])
             return int(c.execute("SELECT COUNT(*) FROM jobs WHERE status = ?", (status,)).fetchone()[0])
 
-    def recover(self) -> list[Job]:
-        """After a restart: jobs to run again (queued, or running when the server died and
-        not yet interrupted ``MAX_ATTEMPTS`` times); the others are marked failed."""
-        again = []
-        for job in self.unfinished():
-            if job.status == "running" and job.attempts >= MAX_ATTEMPTS:
-                self.update(job.id, status="failed",
-                            error=f"interrupted by server stops {job.attempts} times; not retried")
-            elif job.kind != "monitor" and (not job.media_path or not os.path.isfile(job.media_path)):
-                self.update(job.id, status="failed", error="the uploaded file was lost when the server stopped")
-            else:
-                if job.status == "running":
-                    self.update(job.id, status="queued", stage="resumed after a server restart")
-                again.append(self.get(job.id))
-        return [j for j in again if j is not None]
+
+#: the SQLite store under its former name
+JobStore = SQLiteJobStore
 
 
 # -- work done in the worker processes ------------------------------------------------------------
@@ -258,9 +344,9 @@ class _Orphaned(Exception):
     pass
 
 
-def run_job(db_path: str, job_id: str) -> str:
+def run_job(db_url: str, job_id: str) -> str:
     """Run one stored job to completion (status, progress, report or error all go to the store)."""
-    store = JobStore(db_path)
+    store = open_job_store(db_url)
     job = store.start(job_id)
     if job is None:
         return "gone"
