@@ -338,6 +338,23 @@ def train_transformer(train, val, opt: TrainOptions, progress=None) -> dict:
             "classes": list(FAULTS), "val_loss": best, "epochs": ep + 1}
 
 
+@register_trainer("transformer-ensemble")
+def train_transformer_ensemble(train, val, opt: TrainOptions, progress=None, members: int = 5) -> dict:
+    """``members`` transformers trained from seeds seed, seed+1, ...; their class
+    probabilities are averaged (the seeds' spread on these small sets is large)."""
+    from dataclasses import replace
+
+    bundles = []
+    for k in range(members):
+        b = train_transformer(train, val, replace(opt, seed=opt.seed + k), None)
+        bundles.append(b)
+        if progress is not None:
+            progress(k + 1, members)
+    return {"format": FORMAT, "model": "ensemble", "inputs": "rich", "members": bundles,
+            "classes": list(FAULTS), "val_loss": float(np.mean([b["val_loss"] for b in bundles])),
+            "epochs": int(sum(b["epochs"] for b in bundles))}
+
+
 # -- prediction ------------------------------------------------------------------------
 class Predictor:
     """A loaded model: ``predict(sample_like) -> (p_desync (S,), fault_probs (S, 5) or None)``."""
@@ -349,7 +366,12 @@ class Predictor:
         self.name = bundle["model"]
         self.inputs = bundle["inputs"]
         self.net = None
-        if self.name in ("mlp", "mlp-rich"):
+        self.members: list[Predictor] = []
+        if self.name == "ensemble":
+            self.members = [Predictor(b, path) for b in bundle.get("members") or []]
+            if not self.members or any(m.name == "ensemble" for m in self.members):
+                raise UsageError(f"{path}: an ensemble model without members")
+        elif self.name in ("mlp", "mlp-rich"):
             self.net = make_mlp(bundle["config"]["in_dim"])
         elif self.name == "transformer":
             c = bundle["config"]
@@ -377,10 +399,17 @@ class Predictor:
 
     @property
     def predicts_faults(self) -> bool:
+        if self.members:
+            return all(m.predicts_faults for m in self.members)
         return self.name == "transformer"
 
     def predict(self, X: np.ndarray, chunk: int = 8) -> tuple[np.ndarray, np.ndarray | None]:
         """``X``: (S, D) inputs of one file (va or rich, as ``self.inputs``)."""
+        if self.members:
+            outs = [m.predict(X, chunk) for m in self.members]
+            p = np.mean([o[0] for o in outs], 0)
+            faults = None if any(o[1] is None for o in outs) else np.mean([o[1] for o in outs], 0)
+            return p, faults
         if self.name == "threshold":
             score = np.abs(X[:, 0] - X[:, 1])
             th = self.bundle["threshold"]
