@@ -72,6 +72,11 @@ class SynthOptions:
     composite: bool = False
     composite_s: tuple[int, int] = (4, 15)
     section_s: tuple[int, int] = (1, 4)
+    #: the fault deck of composite samples (a kind listed twice is drawn twice as often)
+    composite_kinds: tuple[str, ...] = KINDS
+    #: keep only the samples of sources of these categories (folder names); applied after
+    #: the split draw, so splits stay those of the whole set
+    only_categories: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -259,7 +264,7 @@ def plan_composite(sources: list[Source], opt: SynthOptions, out_dir: str) -> li
                 else:
                     continue
                 if not kind_deck:
-                    kind_deck = list(rng.permutation(KINDS))
+                    kind_deck = list(rng.permutation(list(opt.composite_kinds)))
                 kind = str(kind_deck.pop())
                 a_abs, b_abs = t0 + a, t0 + a + ln
                 params = _draw_fault(rng, strata, kind, float(ln), a_abs, src.duration_s - b_abs, opt) \
@@ -282,8 +287,14 @@ def plan_composite(sources: list[Source], opt: SynthOptions, out_dir: str) -> li
             spec.sections = sections
             spec.segment_labels = "".join(str(x) for x in labels)
             specs.append(spec)
+    return _keep(specs, opt)
+
+
+def _keep(specs: list[SampleSpec], opt: SynthOptions) -> list[SampleSpec]:
     if opt.only_splits is not None:
         specs = [s for s in specs if s.split in opt.only_splits]
+    if opt.only_categories is not None:
+        specs = [s for s in specs if s.source.category in opt.only_categories]
     return specs
 
 
@@ -339,9 +350,7 @@ def plan(sources: list[Source], opt: SynthOptions, out_dir: str) -> list[SampleS
                         lo, hi_t = opt.tempo
                         spec.tempo = float(rng.uniform(lo, 0.9) if rng.random() < 0.5 else rng.uniform(1.1, hi_t))
                 specs.append(spec)
-    if opt.only_splits is not None:
-        specs = [s for s in specs if s.split in opt.only_splits]
-    return specs
+    return _keep(specs, opt)
 
 
 def _tempo_audio(clip, t0: float, dur: float, tempo: float) -> np.ndarray:
