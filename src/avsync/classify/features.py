@@ -40,10 +40,12 @@ GREY_SIZE = 64
 LAG_MAX_S = 1.0
 LAG_WINDOW_S = 3.0
 LAG_STEP_S = 0.04  # the stored profile's resolution
-VERSION = 2
+VERSION = 3
 #: the core estimator's profile is stored on this lag grid (ms)
 CORE_LAGS_MS = np.arange(-1000.0, 1000.0 + 1e-9, 40.0)
 CORE_WINDOW_S = 3.0
+#: a second, shorter window: sharper in time (a fault of 1-3 s inside a clip), noisier
+CORE_SHORT_WINDOW_S = 1.5
 
 
 def _mel_filters() -> np.ndarray:
@@ -161,7 +163,8 @@ def core_cues(path: str, seg_t: np.ndarray, t_end: float) -> dict[str, np.ndarra
     S = seg_t.size
     out = {"core_offset_ms": np.full(S, np.nan, np.float32), "core_conf": np.zeros(S, np.float32),
            "core_profile": np.full((S, CORE_LAGS_MS.size), np.nan, np.float32),
-           "core_whole": np.asarray([np.nan, 0.0], np.float32), "core_lips": np.bool_(False)}
+           "core_whole": np.asarray([np.nan, 0.0], np.float32), "core_lips": np.bool_(False),
+           "core_short_offset_ms": np.full(S, np.nan, np.float32), "core_short_conf": np.zeros(S, np.float32)}
     try:
         with open_media(path) as src:
             if not (src.info.has_audio and src.info.has_video):
@@ -187,15 +190,23 @@ def core_cues(path: str, seg_t: np.ndarray, t_end: float) -> dict[str, np.ndarra
 
     w = put(est.estimate(feats))
     out["core_whole"] = np.asarray(w[:2], np.float32)
-    for i, s in enumerate(seg_t):
+
+    def window(s: float, width: float) -> tuple[float, float] | None:
         c = s + 0.5
-        w0 = max(lo, c - CORE_WINDOW_S / 2)
-        w1 = min(hi, w0 + CORE_WINDOW_S)
-        w0 = max(lo, w1 - CORE_WINDOW_S)
-        if w1 - w0 < 0.6:
-            continue
-        off, conf, prof = put(est.estimate(feats, w0, w1))
-        out["core_offset_ms"][i], out["core_conf"][i], out["core_profile"][i] = off, conf, prof
+        w0 = max(lo, c - width / 2)
+        w1 = min(hi, w0 + width)
+        w0 = max(lo, w1 - width)
+        return (w0, w1) if w1 - w0 >= min(0.6, width) else None
+
+    for i, s in enumerate(seg_t):
+        span = window(s, CORE_WINDOW_S)
+        if span is not None:
+            off, conf, prof = put(est.estimate(feats, *span))
+            out["core_offset_ms"][i], out["core_conf"][i], out["core_profile"][i] = off, conf, prof
+        span = window(s, CORE_SHORT_WINDOW_S)
+        if span is not None:
+            off, conf, _ = put(est.estimate(feats, *span))
+            out["core_short_offset_ms"][i], out["core_short_conf"][i] = off, conf
     return out
 
 
