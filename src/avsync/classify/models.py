@@ -59,6 +59,8 @@ class TrainOptions:
     batch: int = 64
     #: the per-second features used (names from ``vectors.RICH_NAMES``; None: all)
     columns: tuple[str, ...] | None = None
+    #: ensembles: choose the desync cut on the validation split (else 0.5)
+    tune_threshold: bool = True
 
 
 Trainer = Callable[[list[Sample], list[Sample], TrainOptions, Callable | None], dict]
@@ -350,9 +352,21 @@ def train_transformer_ensemble(train, val, opt: TrainOptions, progress=None, mem
         bundles.append(b)
         if progress is not None:
             progress(k + 1, members)
-    return {"format": FORMAT, "model": "ensemble", "inputs": "rich", "members": bundles,
-            "classes": list(FAULTS), "val_loss": float(np.mean([b["val_loss"] for b in bundles])),
-            "epochs": int(sum(b["epochs"] for b in bundles))}
+    out = {"format": FORMAT, "model": "ensemble", "inputs": "rich", "members": bundles,
+           "classes": list(FAULTS), "val_loss": float(np.mean([b["val_loss"] for b in bundles])),
+           "epochs": int(sum(b["epochs"] for b in bundles))}
+    if opt.tune_threshold:
+        out["decision"] = pick_decision(Predictor(out), val)
+    return out
+
+
+def pick_decision(pred: "Predictor", val: list[Sample]) -> float:
+    """The p_desync cut (0.2..0.8) with the best F1 on the validation segments; the
+    predictor then maps it to 0.5 (a monotone map: ranks and ROC-AUC are unchanged)."""
+    y = np.concatenate([s.desyncs() for s in val])
+    p = np.concatenate([pred.predict(s.rich)[0] for s in val])
+    cands = np.round(np.arange(0.2, 0.8001, 0.02), 2)
+    return float(max(cands, key=lambda th: (f1_score(y, (p >= th).astype(int)), -abs(th - 0.5))))
 
 
 # -- prediction ------------------------------------------------------------------------
@@ -409,6 +423,9 @@ class Predictor:
             outs = [m.predict(X, chunk) for m in self.members]
             p = np.mean([o[0] for o in outs], 0)
             faults = None if any(o[1] is None for o in outs) else np.mean([o[1] for o in outs], 0)
+            th = float(self.bundle.get("decision", 0.5))
+            if th != 0.5:  # the validation-chosen cut becomes 0.5
+                p = np.where(p < th, 0.5 * p / th, 0.5 + 0.5 * (p - th) / (1 - th))
             return p, faults
         if self.name == "threshold":
             score = np.abs(X[:, 0] - X[:, 1])
