@@ -125,3 +125,16 @@ def test_ensemble_and_feature_columns(tmp_path):
     bad = dict(bundle["members"][0], names=["no_such_feature"] * 8)
     with pytest.raises(models.UsageError, match="lacks"):
         models.Predictor(bad)
+
+
+def test_ensemble_decision_cut_maps_to_one_half():
+    train, val = _data(60, 0, "train"), _data(20, 1, "val")
+    b = models.train_transformer_ensemble(train, val, models.TrainOptions(seed=0, max_epochs=20, patience=10,
+                                                                          tune_threshold=False), members=2)
+    assert "decision" not in b
+    X = np.concatenate([s.rich for s in val])
+    p = models.Predictor(b).predict(X)[0]
+    q = models.Predictor(dict(b, decision=0.3)).predict(X)[0]
+    assert np.array_equal(np.argsort(p, kind="stable"), np.argsort(q, kind="stable"))  # ranks kept
+    assert np.array_equal(p >= 0.3, q >= 0.5) and np.all((q >= 0) & (q <= 1))
+    assert 0.2 <= models.pick_decision(models.Predictor(b), val) <= 0.8
