@@ -167,3 +167,14 @@ def test_composite_render_replaces_only_the_sections(tmp_path):
     want = orig.audio_between(1.2, 2.8)[0]
     assert np.abs(kept).max() > 1e-3
     assert np.corrcoef(kept[: want.size], want[: kept.size])[0, 1] > 0.9
+
+
+def test_synth_cli_rejects_bad_new_options(tmp_path, capsys):
+    from avsync.cli.main import main
+
+    for extra, needle in ((["--small-shifts", "1.5"], "--small-shifts"),
+                          (["--composite", "--composite-kinds", "time_shift,nope"], "unknown fault")):
+        rc = main(["dataset", "synth", "--clips", str(tmp_path), "--out", str(tmp_path / "o")] + extra)
+        err = capsys.readouterr().err
+        assert rc == 2 and needle in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "o").exists()

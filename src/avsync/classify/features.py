@@ -12,7 +12,10 @@ One decode of the file (the core's :func:`avsync.media.open_media`) gives:
 * ``frames_5fps``: grey frames resized to 64x64 at 5 frames per second;
 * ``lag_profile`` per segment: the correlation of picture motion with audio onsets
   and loudness over +-1 s of lag in a 3-s window around the segment, computed with the
-  core estimator's :func:`avsync.estimators.xcorr.lagged_pearson`.
+  core estimator's :func:`avsync.estimators.xcorr.lagged_pearson`;
+* ``core_*``: the core engine's estimate (offset, confidence, lag profile) in a 3-s
+  window around every segment and over the whole file, and ``core_short_*`` (offset,
+  confidence) in a 1.5-s window (sharper in time, noisier).
 
 Everything is saved in one compressed NPZ per sample (or a folder of ``.npy`` files).
 """
