@@ -74,3 +74,67 @@ def test_trainers_registry_and_errors(tmp_path):
     torch.save({"x": 1}, tmp_path / "other.pt")
     with pytest.raises(models.UsageError, match="not an avsync segment model"):
         models.load_model(str(tmp_path / "other.pt"))
+
+
+def test_per_segment_labels_train_and_evaluate():
+    """Composite samples: one label per segment, learned and scored per segment."""
+    rng = np.random.default_rng(0)
+
+    def comp(n, split):
+        out = []
+        for i in range(n):
+            S = 8
+            kinds = np.zeros(S, np.int64)
+            a = int(rng.integers(1, 5))
+            kinds[a : a + 2] = 1 + i % 4
+            rich = np.zeros((S, len(RICH_NAMES)), np.float32)
+            rich[:, 10:16] = rng.normal(0, 1, (S, 6))  # a few uninformative columns
+            rich[:, 5] = kinds * 2.0 + rng.normal(0, 0.1, S)
+            va = np.zeros((S, 2), np.float32)
+            out.append(models.Sample(f"{split}{i}", f"s{i}", split, 1, int(kinds[a]), None,
+                                     np.arange(S, dtype=float), va, rich, kinds))
+        return out
+
+    train, val, test = comp(40, "train"), comp(12, "val"), comp(12, "test")
+    assert train[0].desyncs().sum() == 2 and train[0].kinds().shape == (8,)
+    bundle = models.TRAINERS["transformer"](train, val, models.TrainOptions(seed=0, max_epochs=80, patience=30))
+    ev = evaluate(models.Predictor(bundle), test)
+    assert ev.metrics.n == 96 and ev.metrics.confusion[0][0] + ev.metrics.confusion[0][1] == 72
+    assert ev.metrics.f1 > 0.9 and ev.metrics.recall_by_kind["none (specificity)"] > 0.9
+
+
+def test_ensemble_and_feature_columns(tmp_path):
+    train, val, test = _data(80, 0, "train"), _data(30, 1, "val"), _data(30, 2, "test")
+    cols = tuple(RICH_NAMES[:8])
+    opt = models.TrainOptions(seed=0, max_epochs=40, patience=20, columns=cols)
+    bundle = models.train_transformer_ensemble(train, val, opt, members=2)
+    assert bundle["model"] == "ensemble" and len(bundle["members"]) == 2
+    assert bundle["members"][0]["names"] == list(cols) and bundle["members"][0]["config"]["in_dim"] == 8
+    path = tmp_path / "ens.pt"
+    models.save_model(bundle, str(path))
+    pred = models.load_model(str(path))
+    assert pred.predicts_faults
+    p, faults = pred.predict(test[0].rich)
+    p0, f0 = models.Predictor(bundle["members"][0]).predict(test[0].rich)
+    p1, f1 = models.Predictor(bundle["members"][1]).predict(test[0].rich)
+    assert np.allclose(p, (p0 + p1) / 2) and np.allclose(faults, (f0 + f1) / 2)
+    # a model saved before the feature names were stored reads the first in_dim columns
+    old = dict(bundle["members"][0])
+    old.pop("names")
+    assert np.allclose(models.Predictor(old).predict(np.c_[test[0].rich[:, :8], np.ones((len(test[0].times), 3))])[0], p0)
+    bad = dict(bundle["members"][0], names=["no_such_feature"] * 8)
+    with pytest.raises(models.UsageError, match="lacks"):
+        models.Predictor(bad)
+
+
+def test_ensemble_decision_cut_maps_to_one_half():
+    train, val = _data(60, 0, "train"), _data(20, 1, "val")
+    b = models.train_transformer_ensemble(train, val, models.TrainOptions(seed=0, max_epochs=20, patience=10,
+                                                                          tune_threshold=False), members=2)
+    assert "decision" not in b
+    X = np.concatenate([s.rich for s in val])
+    p = models.Predictor(b).predict(X)[0]
+    q = models.Predictor(dict(b, decision=0.3)).predict(X)[0]
+    assert np.array_equal(np.argsort(p, kind="stable"), np.argsort(q, kind="stable"))  # ranks kept
+    assert np.array_equal(p >= 0.3, q >= 0.5) and np.all((q >= 0) & (q <= 1))
+    assert 0.2 <= models.pick_decision(models.Predictor(b), val) <= 0.8

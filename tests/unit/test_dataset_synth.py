@@ -108,3 +108,73 @@ def test_time_shift_moves_the_audio(tmp_path):
     lags = range(-400, 401, 20)
     best = max(lags, key=lambda L: float(np.dot(want[1000:1000 + n - 800], got[1000 + L:1000 + L + n - 800])))
     assert abs(best) <= 40  # AAC round trip: within 2.5 ms
+
+
+def test_small_shift_share_keeps_the_rest_of_the_plan():
+    srcs = _sources(60)
+    a = synth.plan(srcs, synth.SynthOptions(seed=2, variants=2), "/o")
+    b = synth.plan(srcs, synth.SynthOptions(seed=2, variants=2, small_shift_share=0.5), "/o")
+    # same samples, labels, kinds and splits; only some shift sizes differ
+    assert [(s.sample_id, s.label, s.kind, s.split, s.t0) for s in a] == \
+        [(s.sample_id, s.label, s.kind, s.split, s.t0) for s in b]
+    sa = [abs(s.shift_s) for s in a if s.kind == "time_shift"]
+    sb = [abs(s.shift_s) for s in b if s.kind == "time_shift"]
+    assert all(0.1 - 1e-9 <= x for x in sb)
+    small_b = sum(x <= 0.2 + 1e-9 for x in sb)
+    assert small_b >= len(sb) * 0.3 > sum(x <= 0.2 for x in sa)
+    assert sum(x > 0.2 for x in sb) >= len(sb) * 0.3
+
+
+def test_composite_plan():
+    srcs = [synth.Source(f"c{i}", f"/x/c{i}.mp4", 5.0 + 2 * i, "cat") for i in range(10)] + \
+        [synth.Source("short", "/x/short.mp4", 3.5, "cat")]
+    opt = synth.SynthOptions(seed=1, variants=4, composite=True)
+    specs = synth.plan(srcs, opt, "/o")
+    assert [s.row() for s in specs] == [s.row() for s in synth.plan(srcs, opt, "/o")]
+    assert all(s.source.video_id != "short" for s in specs)
+    kinds = set()
+    for s in specs:
+        L = s.t1 - s.t0
+        assert 4 <= round(L) <= 15 and abs(L - round(L)) < 1e-9 and s.t1 <= s.source.duration_s
+        assert len(s.segment_labels) == round(L)
+        lab = [int(c) for c in s.segment_labels]
+        assert (s.label == "Negative") == any(lab) == bool(s.sections)
+        for a, b, kind, p in s.sections:
+            assert 1 <= a and b <= round(L) - 1 and 1 <= b - a <= 4
+            assert set(lab[a:b]) == {1 + synth.KINDS.index(kind)}
+            kinds.add(kind)
+            if kind == "time_shift":
+                assert 0.1 - 1e-9 <= abs(p["shift_s"]) <= 0.8 * (b - a) + 1e-9
+        # the sections are at least a clean second apart
+        for (a0, b0, *_), (a1, b1, *_) in zip(s.sections, s.sections[1:]):
+            assert a1 >= b0 + 1
+        assert s.kind == (s.sections[0][2] if s.sections else "None")
+    assert kinds == set(synth.KINDS)
+    assert any(not s.sections for s in specs) and any(len(s.sections) == 2 for s in specs)
+
+
+def test_composite_render_replaces_only_the_sections(tmp_path):
+    make_clip(tmp_path / "a.mp4", duration_s=8.0, width=96, height=64, audio_rate=16000)
+    src = synth.sources_from_dirs([str(tmp_path)])[0]
+    spec = synth.SampleSpec("s", src, 1.0, 7.0, "Negative", "mute", path=str(tmp_path / "o" / "s.mp4"),
+                            sections=[(2, 4, "mute", {"mute_variant": "silent"})], segment_labels="003300")
+    synth.render(spec)
+    orig = read_clip(str(tmp_path / "a.mp4"))
+    out = read_clip(spec.path)
+    assert abs(len(out.frames) / 25.0 - 6.0) <= 0.05
+    assert np.abs(out.audio_between(2.1, 3.9)).max() < 1e-3
+    kept = out.audio_between(0.2, 1.8)[0]
+    want = orig.audio_between(1.2, 2.8)[0]
+    assert np.abs(kept).max() > 1e-3
+    assert np.corrcoef(kept[: want.size], want[: kept.size])[0, 1] > 0.9
+
+
+def test_synth_cli_rejects_bad_new_options(tmp_path, capsys):
+    from avsync.cli.main import main
+
+    for extra, needle in ((["--small-shifts", "1.5"], "--small-shifts"),
+                          (["--composite", "--composite-kinds", "time_shift,nope"], "unknown fault")):
+        rc = main(["dataset", "synth", "--clips", str(tmp_path), "--out", str(tmp_path / "o")] + extra)
+        err = capsys.readouterr().err
+        assert rc == 2 and needle in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "o").exists()

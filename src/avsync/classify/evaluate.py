@@ -41,10 +41,18 @@ def load_samples(metadata: str, features_dir: str, splits: tuple[str, ...] | Non
         except Exception as exc:
             raise UsageError(f"{path}: unreadable feature file ({type(exc).__name__})") from None
         shift = r.get("shift_ms") or ""
+        S = int(arr["seg_t"].size)
+        seg_kind = None
+        lab = (r.get("segment_labels") or "").strip()
+        if lab:
+            if not lab.isdigit() or max(lab) > "4":
+                raise UsageError(f"{metadata}: {sid}: bad segment_labels {lab[:20]!r}")
+            k = [int(c) for c in lab][:S]
+            seg_kind = np.asarray(k + [k[-1]] * (S - len(k)), np.int64)
         out.append(Sample(sid, r.get("source") or r["VideoID"], r.get("split", ""),
                           int(r["Label"] == "Negative"), KIND_INDEX[r["MisalignmentType"]],
                           float(shift) if shift else None, arr["seg_t"] - float(arr["t_start"]),
-                          vectors.va(arr), vectors.rich(arr)))
+                          vectors.va(arr), vectors.rich(arr), seg_kind))
     if not out and not missing_ok:
         raise UsageError(f"{metadata}: no samples with features in {features_dir}")
     return out, missing
@@ -123,12 +131,13 @@ def evaluate(predictor, samples: list[Sample]) -> Evaluation:
     ys, ss, ks, shifts, fault_ok = [], [], [], [], []
     for s in samples:
         p, faults = predictor.predict(s.inputs(predictor.inputs))
-        ys.append(np.full(p.size, s.desync))
+        kk = s.kinds()
+        ys.append(s.desyncs())
         ss.append(p)
-        ks.append(np.full(p.size, s.kind))
-        shifts.append(np.full(p.size, abs(s.shift_ms) if s.shift_ms is not None else np.nan))
-        if faults is not None and s.desync:
-            fault_ok.append(np.argmax(faults, 1) == s.kind)
+        ks.append(kk)
+        shifts.append(np.where(kk == 1, abs(s.shift_ms) if s.shift_ms is not None else np.nan, np.nan))
+        if faults is not None and (kk > 0).any():
+            fault_ok.append((np.argmax(faults, 1) == kk)[kk > 0])
     y, score, k, sh = (np.concatenate(a) if a else np.zeros(0) for a in (ys, ss, ks, shifts))
     pred = (score >= 0.5).astype(int)
     m = binary_metrics(y, pred, score)

@@ -33,9 +33,20 @@ class Sample:
     times: np.ndarray  # (S,) segment starts, seconds from the file start
     va: np.ndarray  # (S, 2)
     rich: np.ndarray  # (S, D)
+    #: per-segment fault index (composite samples); None: every segment is ``kind``
+    seg_kind: np.ndarray | None = None
 
     def inputs(self, kind: str) -> np.ndarray:
         return self.va if kind == "va" else self.rich
+
+    def kinds(self) -> np.ndarray:
+        """(S,) fault index of every segment."""
+        if self.seg_kind is not None:
+            return self.seg_kind
+        return np.full(len(self.times), self.kind, np.int64)
+
+    def desyncs(self) -> np.ndarray:
+        return (self.kinds() > 0).astype(np.int64)
 
 
 @dataclass(frozen=True)
@@ -46,6 +57,10 @@ class TrainOptions:
     #: learning rate (None: each trainer's own default)
     lr: float | None = None
     batch: int = 64
+    #: the per-second features used (names from ``vectors.RICH_NAMES``; None: all)
+    columns: tuple[str, ...] | None = None
+    #: ensembles: choose the desync cut on the validation split (else 0.5)
+    tune_threshold: bool = True
 
 
 Trainer = Callable[[list[Sample], list[Sample], TrainOptions, Callable | None], dict]
@@ -108,8 +123,8 @@ def make_transformer(in_dim: int, d_model: int = 32, heads: int = 2, layers: int
 # -- helpers ---------------------------------------------------------------------------
 def _stack(samples: list[Sample], kind: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     X = np.concatenate([s.inputs(kind) for s in samples])
-    y = np.concatenate([np.full(len(s.times), s.desync) for s in samples])
-    k = np.concatenate([np.full(len(s.times), s.kind) for s in samples])
+    y = np.concatenate([s.desyncs() for s in samples])
+    k = np.concatenate([s.kinds() for s in samples])
     return X.astype(np.float32), y.astype(np.int64), k.astype(np.int64)
 
 
@@ -125,6 +140,29 @@ def f1_score(y: np.ndarray, pred: np.ndarray) -> float:
     fp = float(np.sum((pred == 1) & (y == 0)))
     fn = float(np.sum((pred == 0) & (y == 1)))
     return 2 * tp / (2 * tp + fp + fn) if tp else 0.0
+
+
+def _names(inputs: str, opt: "TrainOptions | None" = None) -> list[str]:
+    from .vectors import RICH_NAMES
+
+    if inputs != "rich":
+        return ["V", "A"]
+    return list(opt.columns) if opt is not None and opt.columns else list(RICH_NAMES)
+
+
+def _columns(samples: list[Sample], opt: "TrainOptions") -> list[Sample]:
+    """The samples with only ``opt.columns`` of their rich vectors."""
+    if not opt.columns:
+        return samples
+    from dataclasses import replace
+
+    from .vectors import RICH_NAMES
+
+    bad = [c for c in opt.columns if c not in RICH_NAMES]
+    if bad:
+        raise UsageError(f"unknown feature {bad[0]!r}")
+    idx = np.asarray([RICH_NAMES.index(c) for c in opt.columns])
+    return [replace(s, rich=s.rich[:, idx]) for s in samples]
 
 
 def _need(train, val):
@@ -150,6 +188,8 @@ def train_threshold(train, val, opt: TrainOptions, progress=None) -> dict:
 def _fit_mlp(train, val, opt, inputs: str, name: str, progress):
     torch = _torch()
     _need(train, val)
+    if inputs == "rich":
+        train, val = _columns(train, opt), _columns(val, opt)
     torch.manual_seed(opt.seed)
     Xt, yt, _ = _stack(train, inputs)
     Xv, yv, _ = _stack(val, inputs)
@@ -185,7 +225,7 @@ def _fit_mlp(train, val, opt, inputs: str, name: str, progress):
                 break
         if progress is not None:
             progress(ep + 1, opt.max_epochs)
-    return {"format": FORMAT, "model": name, "inputs": inputs, "mean": torch.from_numpy(mu),
+    return {"format": FORMAT, "model": name, "inputs": inputs, "names": _names(inputs, opt), "mean": torch.from_numpy(mu),
             "std": torch.from_numpy(sd), "state": best_state, "config": {"in_dim": int(Xt.shape[1])},
             "classes": ["sync", "desync"], "val_loss": best, "epochs": ep + 1}
 
@@ -210,6 +250,9 @@ def _batches(samples: list[Sample], mu, sd, rng: np.random.Generator | None, siz
     if group and rng is not None:
         by_src: dict[str, list[Sample]] = {}
         for s in samples:
+            if s.seg_kind is not None:  # a composite is a mixed sequence already
+                seqs.append([s])
+                continue
             by_src.setdefault(s.source, []).append(s)
         for lst in by_src.values():
             order = list(rng.permutation(len(lst)))
@@ -234,7 +277,7 @@ def _batches(samples: list[Sample], mu, sd, rng: np.random.Generator | None, siz
                 n = len(s.times)
                 x[b, pos : pos + n] = (s.rich - mu) / sd
                 t[b, pos : pos + n] = np.arange(pos, pos + n)
-                y[b, pos : pos + n] = s.kind
+                y[b, pos : pos + n] = s.kinds()
                 pad[b, pos : pos + n] = False
                 pos += n
         yield torch.from_numpy(x), torch.from_numpy(t), torch.from_numpy(y), torch.from_numpy(pad)
@@ -245,6 +288,7 @@ def train_transformer(train, val, opt: TrainOptions, progress=None) -> dict:
     """Small transformer encoder over the per-second vectors; 5 classes (none + 4 faults)."""
     torch = _torch()
     _need(train, val)
+    train, val = _columns(train, opt), _columns(val, opt)
     torch.manual_seed(opt.seed)
     rng = np.random.default_rng(opt.seed)
     Xt, _, kt = _stack(train, "rich")
@@ -288,10 +332,41 @@ def train_transformer(train, val, opt: TrainOptions, progress=None) -> dict:
                 break
         if progress is not None:
             progress(ep + 1, opt.max_epochs)
-    return {"format": FORMAT, "model": "transformer", "inputs": "rich", "mean": torch.from_numpy(mu),
+    return {"format": FORMAT, "model": "transformer", "inputs": "rich", "names": _names("rich", opt), "mean": torch.from_numpy(mu),
             "std": torch.from_numpy(sd), "state": best_state,
-            "config": {"in_dim": int(Xt.shape[1]), "d_model": 32, "heads": 2, "layers": 2},
+            "config": {"in_dim": int(Xt.shape[1]), "d_model": 32, "heads": 2, "layers": 2,
+                       # predict over chunks as long as the training sequences (8..16 s)
+                       "chunk": int(min(16, max(8, max(len(s.times) for s in train))))},
             "classes": list(FAULTS), "val_loss": best, "epochs": ep + 1}
+
+
+@register_trainer("transformer-ensemble")
+def train_transformer_ensemble(train, val, opt: TrainOptions, progress=None, members: int = 5) -> dict:
+    """``members`` transformers trained from seeds seed, seed+1, ...; their class
+    probabilities are averaged (the seeds' spread on these small sets is large)."""
+    from dataclasses import replace
+
+    bundles = []
+    for k in range(members):
+        b = train_transformer(train, val, replace(opt, seed=opt.seed + k), None)
+        bundles.append(b)
+        if progress is not None:
+            progress(k + 1, members)
+    out = {"format": FORMAT, "model": "ensemble", "inputs": "rich", "members": bundles,
+           "classes": list(FAULTS), "val_loss": float(np.mean([b["val_loss"] for b in bundles])),
+           "epochs": int(sum(b["epochs"] for b in bundles))}
+    if opt.tune_threshold:
+        out["decision"] = pick_decision(Predictor(out), val)
+    return out
+
+
+def pick_decision(pred: "Predictor", val: list[Sample]) -> float:
+    """The p_desync cut (0.2..0.8) with the best F1 on the validation segments; the
+    predictor then maps it to 0.5 (a monotone map: ranks and ROC-AUC are unchanged)."""
+    y = np.concatenate([s.desyncs() for s in val])
+    p = np.concatenate([pred.predict(s.rich)[0] for s in val])
+    cands = np.round(np.arange(0.2, 0.8001, 0.02), 2)
+    return float(max(cands, key=lambda th: (f1_score(y, (p >= th).astype(int)), -abs(th - 0.5))))
 
 
 # -- prediction ------------------------------------------------------------------------
@@ -305,13 +380,31 @@ class Predictor:
         self.name = bundle["model"]
         self.inputs = bundle["inputs"]
         self.net = None
-        if self.name in ("mlp", "mlp-rich"):
+        self.members: list[Predictor] = []
+        if self.name == "ensemble":
+            self.members = [Predictor(b, path) for b in bundle.get("members") or []]
+            if not self.members or any(m.name == "ensemble" for m in self.members):
+                raise UsageError(f"{path}: an ensemble model without members")
+        elif self.name in ("mlp", "mlp-rich"):
             self.net = make_mlp(bundle["config"]["in_dim"])
         elif self.name == "transformer":
             c = bundle["config"]
             self.net = make_transformer(c["in_dim"], c["d_model"], c["heads"], c["layers"])
         elif self.name != "threshold":
             raise UsageError(f"{path}: unknown model kind {self.name!r}")
+        # the input columns: by name (models of later feature sets), else the first in_dim
+        self.cols = None
+        if self.inputs == "rich" and self.net is not None:
+            from .vectors import RICH_NAMES
+
+            names = bundle.get("names")
+            if names:
+                missing = [n for n in names if n not in RICH_NAMES]
+                if missing:
+                    raise UsageError(f"{path}: the model needs features this version lacks ({missing[0]})")
+                self.cols = np.asarray([RICH_NAMES.index(n) for n in names])
+            else:
+                self.cols = np.arange(int(bundle["config"]["in_dim"]))
         if self.net is not None:
             self.net.load_state_dict(bundle["state"])
             self.net.eval()
@@ -320,16 +413,29 @@ class Predictor:
 
     @property
     def predicts_faults(self) -> bool:
+        if self.members:
+            return all(m.predicts_faults for m in self.members)
         return self.name == "transformer"
 
     def predict(self, X: np.ndarray, chunk: int = 8) -> tuple[np.ndarray, np.ndarray | None]:
         """``X``: (S, D) inputs of one file (va or rich, as ``self.inputs``)."""
+        if self.members:
+            outs = [m.predict(X, chunk) for m in self.members]
+            p = np.mean([o[0] for o in outs], 0)
+            faults = None if any(o[1] is None for o in outs) else np.mean([o[1] for o in outs], 0)
+            th = float(self.bundle.get("decision", 0.5))
+            if th != 0.5:  # the validation-chosen cut becomes 0.5
+                p = np.where(p < th, 0.5 * p / th, 0.5 + 0.5 * (p - th) / (1 - th))
+            return p, faults
         if self.name == "threshold":
             score = np.abs(X[:, 0] - X[:, 1])
             th = self.bundle["threshold"]
             # a monotone map of the score to (0, 1), 0.5 at theta
             return 1 / (1 + np.exp(-(score - th) * 10)), None
         torch = _torch()
+        if self.cols is not None:
+            X = X[:, self.cols]
+        chunk = int(self.bundle.get("config", {}).get("chunk", chunk))
         x = torch.from_numpy(((X - self.mu) / self.sd).astype(np.float32))
         with torch.no_grad():
             if self.name != "transformer":

@@ -22,6 +22,11 @@ RICH_NAMES = (
     + ["core_ok", "core_abs_offset", "core_offset", "core_conf", "core_abs_x_conf", "core_gap0",
        "core_whole_abs", "core_whole_conf", "core_lips", "core_dev_whole"]
     + [f"core_at_{b:+.1f}" for b in LAG_BINS_S]
+    # relative to the whole file: a section that differs from the rest of the clip
+    + ["core_rel_offset", "core_rel_abs", "core_rel_x_conf", "lag_rel", "lag_rel_abs"]
+    # the core estimator in a 1.5-s window (sharper in time), also relative to the file
+    + ["short_ok", "short_offset", "short_abs", "short_conf", "short_abs_x_conf", "short_rel_abs",
+       "short_rel_x_conf"]
 )
 
 
@@ -110,7 +115,47 @@ def rich(arr: dict) -> np.ndarray:
                      float(has_audio), flat, flat_max, mdelta] + list(mfcc) + lag_feats
                     + [env] + _core(arr, i, silent=silent))
     X = np.asarray(rows, np.float32)
+    X = np.concatenate([X, _relative(X), _short(arr, X)], 1)
     return np.nan_to_num(X, nan=0.0, posinf=0.0, neginf=0.0)
+
+
+def _short(arr: dict, X: np.ndarray) -> np.ndarray:
+    """The 1.5-s window cues (zeros for feature files without them, and for silent segments)."""
+    S = len(X)
+    out = np.zeros((S, 7), np.float32)
+    if "core_short_offset_ms" not in arr:
+        return out
+    off = arr["core_short_offset_ms"][:S].astype(np.float64) / 1000.0
+    conf = arr["core_short_conf"][:S].astype(np.float64)
+    col = {n: i for i, n in enumerate(RICH_NAMES)}
+    silent = (X[:, col["zero_frac"]] > 0.5) | (X[:, col["level_db"]] < -70.0)
+    ok = np.isfinite(off) & ~silent[: off.size]
+    if not ok.any():
+        return out
+    med = float(np.median(off[ok]))
+    rel = np.abs(off - med)
+    n = off.size
+    out[:n][ok] = np.stack([np.ones_like(off), off, np.abs(off), conf, np.abs(off) * conf, rel, rel * conf],
+                           1)[ok].astype(np.float32)
+    return out
+
+
+def _relative(X: np.ndarray) -> np.ndarray:
+    """Each segment's core offset and motion/audio lag minus their median over the file's
+    segments that have one (zeros where the segment has none)."""
+    col = {n: i for i, n in enumerate(RICH_NAMES)}
+    ok = X[:, col["core_ok"]] > 0
+    off = X[:, col["core_offset"]]
+    conf = X[:, col["core_conf"]]
+    rel = np.zeros(len(X), np.float32)
+    if ok.any():
+        rel[ok] = off[ok] - np.median(off[ok])
+    has_lag = X[:, col["r_max"]] != 0
+    lag = X[:, col["lag_max_s"]]
+    lrel = np.zeros(len(X), np.float32)
+    if has_lag.any():
+        lrel[has_lag] = lag[has_lag] - np.median(lag[has_lag])
+    return np.stack([rel, np.abs(rel), np.abs(rel) * conf, lrel, np.abs(lrel)], 1).astype(np.float32)
 
 
 def _core(arr: dict, i: int, silent: bool = False) -> list[float]:

@@ -74,6 +74,17 @@ def register(subparsers) -> None:
     s.add_argument("--resume", action="store_true", help="keep sample files that already exist")
     s.add_argument("--include", action="append", default=None, metavar="PATTERN",
                    help="--clips: only files whose name matches this shell pattern (repeatable)")
+    s.add_argument("--small-shifts", type=float, default=0.0, metavar="SHARE",
+                   help="share of the time shifts drawn in 100-200 ms (the hard case; default 0: all "
+                        "drawn in 100 ms .. 80 %% of the sub-segment)")
+    s.add_argument("--composite", action="store_true",
+                   help="composite samples: clean stretches of 4-15 s with 0-2 faulty sections of 1-4 s, "
+                        "labelled per second (column segment_labels); sources shorter than 4 s are skipped")
+    s.add_argument("--composite-kinds", metavar="K,K,...",
+                   help="fault deck of --composite (default time_shift,noise,mute,distort; repeat a kind to "
+                        "draw it more often)")
+    s.add_argument("--only-category", action="append", default=None, metavar="NAME",
+                   help="keep only the samples of sources in this category (folder name), after the split draw")
     s.add_argument("--split-seed", type=int, default=None, help="seed of the per-source split (default --seed)")
     s.add_argument("--assign-split", choices=("train", "val", "test"),
                    help="put every source in this split (an extra training pool)")
@@ -154,6 +165,16 @@ def cmd_dataset_ave(args) -> int:
     return EXIT_MEDIA if res.failed and not res.written else EXIT_OK
 
 
+def _kinds(text: str) -> tuple[str, ...]:
+    from ..datasets.synth import KINDS
+
+    kinds = tuple(k.strip() for k in text.split(",") if k.strip())
+    bad = [k for k in kinds if k not in KINDS]
+    if bad or not kinds:
+        raise UsageError(f"--composite-kinds: unknown fault {bad[0] if bad else text!r}; choose from {', '.join(KINDS)}")
+    return kinds
+
+
 def cmd_dataset_synth(args) -> int:
     from ..datasets import synth
     from ..datasets.util import count_progress
@@ -162,7 +183,12 @@ def cmd_dataset_synth(args) -> int:
         raise UsageError("--variants must be >= 1")
     opt = synth.SynthOptions(seed=args.seed, variants=args.variants, workers=_workers(args.workers),
                              split_seed=args.split_seed, assign_split=args.assign_split,
-                             only_splits=tuple(args.only_split) if args.only_split else None)
+                             only_splits=tuple(args.only_split) if args.only_split else None,
+                             small_shift_share=args.small_shifts, composite=args.composite,
+                             only_categories=tuple(args.only_category) if args.only_category else None,
+                             **({"composite_kinds": _kinds(args.composite_kinds)} if args.composite_kinds else {}))
+    if not 0.0 <= args.small_shifts <= 1.0:
+        raise UsageError("--small-shifts must be a share between 0 and 1")
     sources = synth.sources_from_csv(args.events, args.split_by == "official") if args.events else synth.sources_from_dirs(args.clips, args.include)
     meta = args.metadata or os.path.join(args.out, "metadata.csv")
     res = synth.synthesize(sources, args.out, meta, opt, count_progress("synth", _progress_on(args)), args.resume)

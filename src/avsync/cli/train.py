@@ -16,7 +16,8 @@ CLASSIFIERS = {
     "threshold": "sync_score = |V - A| on normalised energies, theta chosen on val",
     "mlp": "the seed's Linear(2-32-16-2) on [V, A] (baseline)",
     "mlp-rich": "the same MLP shape on the richer per-second features",
-    "transformer": "lightweight transformer over per-second feature vectors (ships)",
+    "transformer": "lightweight transformer over per-second feature vectors",
+    "transformer-ensemble": "five transformers from consecutive seeds, probabilities averaged",
 }
 
 

@@ -37,7 +37,7 @@ from .util import atomic_csv
 KINDS = ("time_shift", "noise", "mute", "distort")
 #: the first columns of the metadata CSV, in this order (the seed's format)
 BASE_COLUMNS = ["VideoID", "StartTime", "EndTime", "Label", "MisalignmentType", "Category", "FilePath"]
-EXTRA_COLUMNS = ["shift_ms", "snr_db", "tempo", "mute_variant", "source", "split", "sample_id"]
+EXTRA_COLUMNS = ["shift_ms", "snr_db", "tempo", "mute_variant", "source", "split", "sample_id", "segment_labels"]
 COLUMNS = BASE_COLUMNS + EXTRA_COLUMNS
 MEDIA_EXT = (".mp4", ".mkv", ".mov", ".avi", ".webm", ".mpg", ".mpeg", ".flv", ".m4v", ".ts")
 
@@ -62,6 +62,21 @@ class SynthOptions:
     assign_split: str | None = None
     #: keep only the samples of these splits (None: all)
     only_splits: tuple[str, ...] | None = None
+    #: share of the time shifts whose size is drawn in [min_shift_s, small_shift_s] (the hard
+    #: 100-200 ms case); the rest up to ``max_shift_frac`` of the sub-segment.  Which shifts are
+    #: small comes from its own generator, so the rest of the plan is the same as with 0.
+    small_shift_share: float = 0.0
+    small_shift_s: float = 0.2
+    #: composite samples instead: a clean stretch of ``composite_s`` seconds (whole seconds, at most 15)
+    #: with 0-2 faulty sections of whole seconds (``section_s``), labelled per second
+    composite: bool = False
+    composite_s: tuple[int, int] = (4, 15)
+    section_s: tuple[int, int] = (1, 4)
+    #: the fault deck of composite samples (a kind listed twice is drawn twice as often)
+    composite_kinds: tuple[str, ...] = KINDS
+    #: keep only the samples of sources of these categories (folder names); applied after
+    #: the split draw, so splits stay those of the whole set
+    only_categories: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -90,6 +105,10 @@ class SampleSpec:
     noise_seed: int = 0
     split: str = ""
     path: str = ""
+    #: composite samples: the faulty sections (whole seconds from t0) and one label digit per
+    #: second (index into ("None",) + KINDS)
+    sections: list = field(default_factory=list)
+    segment_labels: str = ""
 
     def row(self) -> list:
         s = self.source
@@ -98,7 +117,7 @@ class SampleSpec:
                 self.kind, s.category, self.path, shift_ms,
                 "" if self.snr_db is None else f"{self.snr_db:.2f}",
                 "" if self.tempo is None else f"{self.tempo:.4f}", self.mute_variant, s.path, self.split,
-                self.sample_id]
+                self.sample_id, self.segment_labels]
 
 
 def _safe(name: str) -> str:
@@ -191,9 +210,100 @@ def _assign_splits(sources: list[Source], opt: SynthOptions) -> dict[str, str]:
     return out
 
 
+def _draw_fault(rng, strata, kind: str, dur: float, before: float, after: float, opt: SynthOptions) -> dict:
+    """Parameters of one fault of ``kind`` over ``dur`` seconds (``before``/``after``: source
+    audio available on either side, for a time shift)."""
+    if kind == "time_shift":
+        hi = opt.max_shift_frac * dur
+        dirs = [d for d, room in ((1, before), (-1, after)) if min(hi, room) >= opt.min_shift_s]
+        d = int(rng.choice(dirs))
+        top = min(hi, before if d > 0 else after)
+        if opt.small_shift_share > 0 and strata.random() < opt.small_shift_share:
+            top = min(top, opt.small_shift_s)
+        return {"shift_s": d * float(opt.min_shift_s + (top - opt.min_shift_s) * rng.random())}
+    if kind == "noise":
+        return {"snr_db": float(rng.uniform(*opt.snr_db)), "noise_seed": int(rng.integers(2**31))}
+    if kind == "mute":
+        return {"mute_variant": "silent"}
+    lo, hi_t = opt.tempo
+    return {"tempo": float(rng.uniform(lo, 0.9) if rng.random() < 0.5 else rng.uniform(1.1, hi_t))}
+
+
+def plan_composite(sources: list[Source], opt: SynthOptions, out_dir: str) -> list[SampleSpec]:
+    """Composite samples: per source, ``variants`` stretches of 4-15 whole seconds, each with
+    0, 1 or 2 faulty sections of 1-4 whole seconds (any kind; mute as a silent section),
+    at least 1 s apart, labelled per second."""
+    rng = np.random.default_rng([opt.seed, 17])
+    strata = np.random.default_rng([opt.seed, 13])
+    splits = _assign_splits(sources, opt)
+    kind_deck: list[str] = []
+    n_deck: list[int] = []
+    specs = []
+    lo_len, hi_len = opt.composite_s
+    for src in sorted(sources, key=lambda s: (s.video_id, s.path, s.origin_s)):
+        top = int(np.floor(src.duration_s - 0.05))
+        if top < lo_len:
+            continue
+        for v in range(opt.variants):
+            L = int(rng.integers(lo_len, min(hi_len, top) + 1))
+            t0 = float(rng.uniform(0.0, src.duration_s - 0.05 - L))
+            if not n_deck:
+                n_deck = list(rng.permutation([0, 1, 1, 2]))
+            n_sec = int(n_deck.pop())
+            labels = [0] * L
+            sections = []
+            for _ in range(n_sec):
+                for _try in range(20):
+                    ln = int(rng.integers(opt.section_s[0], opt.section_s[1] + 1))
+                    if ln > L - 2:
+                        continue
+                    a = int(rng.integers(1, L - ln))  # a clean second before and after
+                    if any(b0 - 1 < a + ln and a < b1 + 1 for b0, b1, _k, _p in sections):
+                        continue
+                    break
+                else:
+                    continue
+                if not kind_deck:
+                    kind_deck = list(rng.permutation(list(opt.composite_kinds)))
+                kind = str(kind_deck.pop())
+                a_abs, b_abs = t0 + a, t0 + a + ln
+                params = _draw_fault(rng, strata, kind, float(ln), a_abs, src.duration_s - b_abs, opt) \
+                    if kind != "time_shift" or max(a_abs, src.duration_s - b_abs) >= opt.min_shift_s \
+                    else None
+                if params is None:
+                    continue
+                sections.append((a, a + ln, kind, params))
+                for k in range(a, a + ln):
+                    labels[k] = 1 + KINDS.index(kind)
+            sections.sort()
+            sid = f"{_safe(src.video_id)}_c{v}"
+            first = sections[0] if sections else None
+            spec = SampleSpec(sid, src, t0, t0 + L, "Negative" if sections else "Positive",
+                              first[2] if first else "None", split=splits[src.path],
+                              path=os.path.join(out_dir, sid + ".mp4"))
+            if first:
+                for k_, val in first[3].items():
+                    setattr(spec, k_, val)
+            spec.sections = sections
+            spec.segment_labels = "".join(str(x) for x in labels)
+            specs.append(spec)
+    return _keep(specs, opt)
+
+
+def _keep(specs: list[SampleSpec], opt: SynthOptions) -> list[SampleSpec]:
+    if opt.only_splits is not None:
+        specs = [s for s in specs if s.split in opt.only_splits]
+    if opt.only_categories is not None:
+        specs = [s for s in specs if s.source.category in opt.only_categories]
+    return specs
+
+
 def plan(sources: list[Source], opt: SynthOptions, out_dir: str) -> list[SampleSpec]:
     """Every sample to render, drawn deterministically from ``opt.seed``."""
+    if opt.composite:
+        return plan_composite(sources, opt, out_dir)
     rng = np.random.default_rng(opt.seed)
+    strata = np.random.default_rng([opt.seed, 13])
     splits = _assign_splits(sources, opt)
     label_deck: list[str] = []
     kind_deck: list[str] = []
@@ -226,7 +336,11 @@ def plan(sources: list[Source], opt: SynthOptions, out_dir: str) -> list[SampleS
                         dirs = [d for d, room in ((1, before), (-1, after)) if min(hi, room) >= opt.min_shift_s]
                         d = int(rng.choice(dirs))
                         room = before if d > 0 else after
-                        spec.shift_s = d * float(rng.uniform(opt.min_shift_s, min(hi, room)))
+                        top = min(hi, room)
+                        if opt.small_shift_share > 0 and strata.random() < opt.small_shift_share:
+                            top = min(top, opt.small_shift_s)
+                        # == rng.uniform(min_shift_s, top), one draw either way
+                        spec.shift_s = d * float(opt.min_shift_s + (top - opt.min_shift_s) * rng.random())
                     elif kind == "noise":
                         spec.snr_db = float(rng.uniform(*opt.snr_db))
                         spec.noise_seed = int(rng.integers(2**31))
@@ -236,9 +350,7 @@ def plan(sources: list[Source], opt: SynthOptions, out_dir: str) -> list[SampleS
                         lo, hi_t = opt.tempo
                         spec.tempo = float(rng.uniform(lo, 0.9) if rng.random() < 0.5 else rng.uniform(1.1, hi_t))
                 specs.append(spec)
-    if opt.only_splits is not None:
-        specs = [s for s in specs if s.split in opt.only_splits]
-    return specs
+    return _keep(specs, opt)
 
 
 def _tempo_audio(clip, t0: float, dur: float, tempo: float) -> np.ndarray:
@@ -248,6 +360,40 @@ def _tempo_audio(clip, t0: float, dur: float, tempo: float) -> np.ndarray:
     pos = np.arange(n) * tempo
     idx = np.arange(src.shape[1])
     return np.stack([np.interp(pos, idx, ch, right=0.0) for ch in src]).astype(np.float32)
+
+
+def _add_noise(audio: np.ndarray, snr_db: float, seed: int) -> np.ndarray:
+    p = float(np.mean(audio.astype(np.float64) ** 2)) if audio.size else 0.0
+    rng = np.random.default_rng(seed)
+    if p < 1e-10:
+        p = 1e-4  # silent source: noise at -40 dBFS + SNR
+    sigma = np.sqrt(p / (10 ** (snr_db / 10)))
+    audio = audio + rng.normal(0.0, sigma, audio.shape).astype(np.float32)
+    peak = float(np.max(np.abs(audio))) if audio.size else 0.0
+    return audio / peak if peak > 1.0 else audio  # unclipped: signal and noise scaled together
+
+
+def _composite_audio(clip, spec: SampleSpec) -> np.ndarray:
+    """The source's audio over [t0, t1) with every faulty section replaced."""
+    r = clip.audio_rate
+    audio = clip.audio_between(spec.t0, spec.t1)
+    for a, b, kind, p in spec.sections:
+        i0, i1 = int(round(a * r)), min(int(round(b * r)), audio.shape[1])
+        n = i1 - i0
+        if n <= 0:
+            continue
+        a_abs, b_abs = spec.t0 + a, spec.t0 + b
+        if kind == "time_shift":
+            part = clip.audio_between(a_abs - p["shift_s"], b_abs - p["shift_s"])
+        elif kind == "noise":
+            part = _add_noise(clip.audio_between(a_abs, b_abs), p["snr_db"], p["noise_seed"])
+        elif kind == "mute":
+            part = np.zeros((audio.shape[0], n), np.float32)
+        else:
+            part = _tempo_audio(clip, a_abs, b_abs - a_abs, p["tempo"])
+        m = min(n, part.shape[1])
+        audio[:, i0 : i0 + m] = part[:, :m]
+    return audio
 
 
 def render(spec: SampleSpec) -> str:
@@ -260,6 +406,9 @@ def render(spec: SampleSpec) -> str:
     if not frames:
         raise AvsyncError(f"no pictures between {spec.t0:.2f} and {spec.t1:.2f} s", src.path)
     dur = spec.t1 - spec.t0
+    if spec.sections:
+        audio = None if clip.audio is None else _composite_audio(clip, spec)
+        return write_clip(spec.path, frames, times, clip.fps, audio, clip.audio_rate)
     audio = None
     if clip.audio is not None:
         if spec.kind == "time_shift":
