@@ -211,11 +211,13 @@ def test_confidence_calibration_is_monotone_in_peak_mass():
     assert apply_confidence(None, 0.42, 10) == 0.42
 
 
-def test_missing_weights_is_a_one_line_usage_error(tmp_path, capsys):
+def test_missing_weights_is_a_one_line_usage_error(tmp_path, capsys, monkeypatch):
     from avsync.cli.main import main
     from avsync.errors import MissingWeights
+    from avsync.estimators import fcn as est_mod
     from avsync.estimators.base import get_estimator
 
+    monkeypatch.setattr(est_mod, "default_weights", lambda: None)  # an installation without a runnable model
     with pytest.raises(MissingWeights) as ei:
         get_estimator("fcn").prepare()
     assert "\n" not in str(ei.value) and "--weights" in str(ei.value)
@@ -317,3 +319,16 @@ def test_default_weights_prefer_onnx_and_need_a_runtime(monkeypatch):
     monkeypatch.setattr(est_mod, "_has", lambda m: True)
     got = est_mod.default_weights()
     assert got is None or got.endswith(".onnx" if "data/fcn_syncnet.onnx" in shipped else ".pt")
+
+
+def test_training_device_is_resolved_or_refused():
+    from avsync.errors import UsageError
+    from avsync.models.train_fcn import resolve_device
+
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(UsageError):
+        resolve_device("tpu-please")
+    if not torch.cuda.is_available():
+        with pytest.raises(UsageError, match="no CUDA"):
+            resolve_device("cuda")

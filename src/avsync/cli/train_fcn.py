@@ -20,7 +20,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--cache", metavar="DIR", help="cache extracted features here (npz per clip)")
     g.add_argument("--exclude", nargs="*", default=[], metavar="S",
                    help="leave out clips whose path contains S or whose speaker group is S")
-    g.add_argument("--steps", type=int, default=2000)
+    g.add_argument("--steps", type=int, default=1200, help="training steps (default 1200, the shipped model's)")
     g.add_argument("--batch", type=int, default=32)
     g.add_argument("--max-offset", type=int, default=20, metavar="K", help="offsets -K..K frames (default 20)")
     g.add_argument("--channels", type=int, default=48)
@@ -28,6 +28,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     g.add_argument("--workers", type=int, default=1, help="processes extracting features (default 1)")
     g.add_argument("--resume", action="store_true", help="continue from MODEL.pt.ckpt when present")
+    g.add_argument("--device", default="auto",
+                   help="auto (a CUDA GPU when torch sees one, else the CPU; default), cpu, cuda, cuda:N")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -46,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     opts = TrainOptions(data=args.data, out=args.out, model=args.model, cache_dir=args.cache,
                         steps=args.steps, batch=args.batch, max_offset=args.max_offset, channels=args.channels,
                         lr=args.lr, seed=args.seed, threads=args.threads, resume=args.resume,
-                        exclude=list(args.exclude), workers=args.workers)
+                        exclude=list(args.exclude), workers=args.workers, device=args.device)
     t = time.perf_counter()
 
     def progress(stage, done, total, msg):

@@ -43,6 +43,7 @@ class TrainOptions:
     exclude: list[str] = field(default_factory=list)  # substrings of paths / groups to leave out
     val_share: int = 10
     workers: int = 1  # processes for the feature extraction
+    device: str = "auto"  # auto (a CUDA GPU when torch sees one, else the CPU) | cpu | cuda | cuda:N
 
 
 @dataclass
@@ -120,6 +121,31 @@ def make_batch(tracks, rng, opts: TrainOptions, weights: np.ndarray):
             torch.tensor(lab))
 
 
+def resolve_device(name: str):
+    """The torch device for ``name`` (``auto``: CUDA when available, else CPU); a clear error for
+    a GPU that is not there."""
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, ValueError):
+        from ..errors import UsageError
+
+        raise UsageError(f"unknown device {name!r} (auto, cpu, cuda, cuda:N)") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        from ..errors import UsageError
+
+        raise UsageError(f"device {name!r} asked for, but torch sees no CUDA GPU")
+    return dev
+
+
+def _to_model(model, *xs):
+    dev = next(model.parameters()).device
+    return tuple(x.to(dev) for x in xs)
+
+
 def build_model(opts: TrainOptions):
     from .fcn import FCNSyncNet, RegressionSync
 
@@ -182,7 +208,7 @@ def evaluate(model, tracks: list[Track], opts: TrainOptions, seed: int = 1234) -
                                                     augment=False)
                 b = (torch.from_numpy(aud.T[None].copy()), torch.from_numpy(am[None]),
                      torch.from_numpy(vis.T[None].copy()), torch.from_numpy(vm[None]))
-                off, conf = predict_clip(model, *b)
+                off, conf = predict_clip(model, *_to_model(model, *b))
                 if lab == -999:
                     nconf.append(conf >= 0.5)
                 else:
@@ -220,7 +246,7 @@ def fit_confidence(model, tracks: list[Track], opts: TrainOptions, seed: int = 9
                                                     augment=False)
                 b = (torch.from_numpy(aud.T[None].copy()), torch.from_numpy(am[None]),
                      torch.from_numpy(vis.T[None].copy()), torch.from_numpy(vm[None]))
-                off, conf = predict_clip(model, *b)
+                off, conf = predict_clip(model, *_to_model(model, *b))
                 frames = float((model.last["valid"][0].sum(0) > 0).sum())
                 X.append(confidence_inputs(conf, frames))
                 y.append(lab != -999 and abs(off - lab) <= 1.0)
@@ -280,7 +306,8 @@ def train(opts: TrainOptions, progress: TrainProgress | None = None,
     lens = np.array([len(t) for t in train_tr], np.float64)
     w = np.maximum(1.0, lens / opts.length)
     w = w / w.sum()
-    model = build_model(opts)
+    device = resolve_device(opts.device)
+    model = build_model(opts).to(device)
     optim = torch.optim.AdamW(model.parameters(), lr=opts.lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(optim, max_lr=opts.lr, total_steps=opts.steps, pct_start=0.1)
     ckpt = opts.out + ".ckpt"
@@ -296,7 +323,7 @@ def train(opts: TrainOptions, progress: TrainProgress | None = None,
     model.train()
     run_loss, t_log = [], time.perf_counter()
     while step < opts.steps:
-        batch = make_batch(train_tr, rng, opts, w)
+        batch = tuple(x.to(device) for x in make_batch(train_tr, rng, opts, w))
         loss = loss_fn(model, batch)
         optim.zero_grad()
         loss.backward()
@@ -326,6 +353,7 @@ def train(opts: TrainOptions, progress: TrainProgress | None = None,
     model.eval()
     last = history[-1] if history else {}
     cal = fit_confidence(model, val_tr, opts) if not getattr(model, "is_regression", False) else None
+    model.cpu()
     save(model, opts.out, {"options": {k: v for k, v in asdict(opts).items() if k not in ("resume",)},
                            "n_train": len(train_tr), "n_val": len(val_tr), "history": history,
                            "train_groups": sorted({t.group for t in train_tr}), "calibration": cal})
