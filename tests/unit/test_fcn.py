@@ -2,6 +2,7 @@
 learn a known shift, the estimator (chunking, missing weights) and the torch-free default."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import types
@@ -332,3 +333,22 @@ def test_training_device_is_resolved_or_refused():
     if not torch.cuda.is_available():
         with pytest.raises(UsageError, match="no CUDA"):
             resolve_device("cuda")
+
+
+def test_find_media_groups_dataset_layouts_by_speaker_or_video(tmp_path):
+    from avsync.models.fcn_data import find_media
+
+    files = ["vox/id10001/1zcIwhmdeo4/00001.mp4", "vox/id10001/7gWzIy6yIIk/00002.mp4",
+             "vox/id10002/abcdefghijk/00001.mp4", "lrs2/5535415699068794046/00001.mp4",
+             "lrs2/5535415699068794046/00002.mp4", "lrs2/6330311066473698535/00001.mp4",
+             "ave/-0A9suni5YA.mp4", "named/grid_s1_bbaf2n.mpg"]
+    for f in files:
+        (tmp_path / f).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / f).write_bytes(b"")
+    got = {os.path.relpath(p, tmp_path): g for p, g in find_media([str(tmp_path)])}
+    assert got["vox/id10001/1zcIwhmdeo4/00001.mp4"] == got["vox/id10001/7gWzIy6yIIk/00002.mp4"] == "id10001"
+    assert got["vox/id10002/abcdefghijk/00001.mp4"] == "id10002"
+    assert got["lrs2/5535415699068794046/00001.mp4"] == got["lrs2/5535415699068794046/00002.mp4"] \
+        == "5535415699068794046"
+    assert got["lrs2/6330311066473698535/00001.mp4"] == "6330311066473698535"
+    assert got["ave/-0A9suni5YA.mp4"] == "-0A9suni5YA" and got["named/grid_s1_bbaf2n.mpg"] == "grid_s1"

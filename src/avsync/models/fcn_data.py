@@ -152,8 +152,10 @@ def load_or_extract(path: str, cache_dir: str | None) -> dict:
 # --------------------------------------------------------------------------- clip lists
 def find_media(dirs: list[str]) -> list[tuple[str, str]]:
     """(path, group) of every video under ``dirs``.  The group (speaker or source) comes
-    from a MANIFEST.csv ``speaker_id`` column when the folder has one, else from the
-    file name's first two ``_``-separated parts (``grid_s1_...`` -> ``grid_s1``)."""
+    from a MANIFEST.csv ``speaker_id`` column when the folder has one, else from the layout
+    (:func:`layout_group`: VoxCeleb ``idNNNNN/VIDEO/00001.mp4`` -> the speaker id; LRS2-style
+    ``VIDEO/00001.mp4`` -> the video), else from the file name's first two ``_``-separated
+    parts (``grid_s1_...`` -> ``grid_s1``)."""
     out = []
     for d in dirs:
         if os.path.isfile(d):
@@ -171,8 +173,24 @@ def find_media(dirs: list[str]) -> list[tuple[str, str]]:
             for name in sorted(files):
                 if os.path.splitext(name)[1].lower() in VIDEO_EXT:
                     p = os.path.join(root, name)
-                    out.append((p, speakers.get(name) or default_group(p)))
+                    out.append((p, speakers.get(name) or layout_group(p, d) or default_group(p)))
     return out
+
+
+def layout_group(path: str, root: str) -> str | None:
+    """The speaker / source of a clip in a dataset layout whose file names are only numbers:
+    VoxCeleb (``.../id10001/<video id>/00001.mp4``: the ``idNNNNN`` folder) and LRS2 / LRS3
+    (``.../<video id>/00001.mp4``: the video, the best unit those layouts give).  None otherwise
+    (AVE-style ``VideoID.mp4`` and named clips fall back to the file name)."""
+    stem = os.path.splitext(os.path.basename(path))[0]
+    if not stem.isdigit():
+        return None
+    rel = os.path.relpath(os.path.dirname(os.path.abspath(path)), os.path.abspath(root))
+    parts = [x for x in rel.split(os.sep) if x not in ("", ".")]
+    for x in reversed(parts):
+        if len(x) == 7 and x.startswith("id") and x[2:].isdigit():
+            return x
+    return parts[-1] if parts else None
 
 
 def default_group(path: str) -> str:
