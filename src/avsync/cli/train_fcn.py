@@ -32,19 +32,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="auto (a CUDA GPU when torch sees one, else the CPU; default), cpu, cuda, cuda:N")
 
 
-def run(args: argparse.Namespace) -> int:
+def check_args(args: argparse.Namespace) -> None:
+    """What every self-supervised model command needs: torch, --data, positive sizes."""
     from ..errors import UsageError
 
     try:
         import torch  # noqa: F401
     except ImportError:
         raise UsageError("avsync train needs torch: pip install 'avsync[fcn]'") from None
-    from ..models.train_fcn import TrainOptions, train
-
     if not args.data:
         raise UsageError(f"--model {args.model} needs --data DIR... (folders of in-sync clips)")
     if args.steps < 1 or args.batch < 1 or args.max_offset < 1:
         raise UsageError("--steps, --batch and --max-offset must be >= 1")
+
+
+def run(args: argparse.Namespace) -> int:
+    check_args(args)
+    from ..models.train_fcn import TrainOptions, train
+
     opts = TrainOptions(data=args.data, out=args.out, model=args.model, cache_dir=args.cache,
                         steps=args.steps, batch=args.batch, max_offset=args.max_offset, channels=args.channels,
                         lr=args.lr, seed=args.seed, threads=args.threads, resume=args.resume,

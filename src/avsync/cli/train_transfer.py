@@ -46,18 +46,11 @@ def _encoder_options(items: list[str]) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..errors import UsageError
+    from .train_fcn import check_args
 
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        raise UsageError("avsync train needs torch: pip install 'avsync[fcn]'") from None
+    check_args(args)
     from ..models.train_transfer import TransferOptions, train
 
-    if not args.data:
-        raise UsageError(f"--model {args.model} needs --data DIR... (folders of in-sync clips)")
-    if args.steps < 1 or args.batch < 1 or args.max_offset < 1:
-        raise UsageError("--steps, --batch and --max-offset must be >= 1")
     opts = TransferOptions(data=args.data, out=args.out, arch=args.model, pretrained=args.pretrained,
                            freeze_encoder=args.freeze_encoder, encoder=_encoder_options(args.encoder),
                            crop=args.transfer_crop, cache_dir=args.cache, exclude=list(args.exclude),

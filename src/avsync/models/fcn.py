@@ -25,6 +25,19 @@ from .fcn_data import HOPS, N_MEL, VIS_DIM
 NEG = -1e4  # logit of an impossible (masked) offset
 
 
+def align_streams(a, amask, v, vmask):
+    """Audio features [B, C, >=T] cut or padded to the video's T frames, the per-frame audio mask
+    (HOPS hops per frame), both L2-normalised over channels: what :meth:`FCNSyncNet.similarity` takes."""
+    T = v.shape[-1]
+    a = a[..., :T]
+    if a.shape[-1] < T:
+        a = F.pad(a, (0, T - a.shape[-1]))
+    am = F.avg_pool1d(amask[:, None], HOPS, HOPS)[:, 0, :T]
+    if am.shape[-1] < T:
+        am = F.pad(am, (0, T - am.shape[-1]))
+    return F.normalize(a, dim=1), (am > 0.5).float(), F.normalize(v, dim=1), (vmask > 0.5).float()
+
+
 class FCNSyncNet(nn.Module):
     def __init__(self, max_offset: int = 25, channels: int = 64, n_mel: int = N_MEL, vis_dim: int = VIS_DIM):
         super().__init__()
@@ -56,14 +69,7 @@ class FCNSyncNet(nn.Module):
         """Feature maps [B, C, T] of both streams (L2-normalised) and their frame masks [B, T]."""
         a = self.audio(torch.cat([audio * amask[:, None], amask[:, None]], 1))
         v = self.video(torch.cat([video * vmask[:, None], vmask[:, None]], 1))
-        T = v.shape[-1]
-        a = a[..., :T]
-        if a.shape[-1] < T:
-            a = F.pad(a, (0, T - a.shape[-1]))
-        am = F.avg_pool1d(amask[:, None], HOPS, HOPS)[:, 0, :T]
-        if am.shape[-1] < T:
-            am = F.pad(am, (0, T - am.shape[-1]))
-        return F.normalize(a, dim=1), (am > 0.5).float(), F.normalize(v, dim=1), (vmask > 0.5).float()
+        return align_streams(a, amask, v, vmask)
 
     def similarity(self, a, am, v, vm):
         """sim [B, 2K+1, T] (cosine of video t with audio t - k) and validity [B, 2K+1, T]."""

@@ -41,7 +41,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..errors import UsageError
-from .fcn import FCNSyncNet
+from .fcn import FCNSyncNet, align_streams
 from .fcn_data import HOPS, N_MEL, VIS_DIM
 
 ARCHS = ("vggish", "wav2vec2", "r3d")
@@ -199,14 +199,7 @@ class TransferSyncNet(FCNSyncNet):
         else:
             a = self.encoder(audio, amask)
             v = self.video(torch.cat([video * vmask[:, None], vmask[:, None]], 1))
-        T = v.shape[-1]
-        a = a[..., :T]
-        if a.shape[-1] < T:
-            a = F.pad(a, (0, T - a.shape[-1]))
-        am = F.avg_pool1d(amask[:, None], HOPS, HOPS)[:, 0, :T]
-        if am.shape[-1] < T:
-            am = F.pad(am, (0, T - am.shape[-1]))
-        return F.normalize(a, dim=1), (am > 0.5).float(), F.normalize(v, dim=1), (vmask > 0.5).float()
+        return align_streams(a, amask, v, vmask)
 
     def freeze_encoder(self) -> None:
         """No gradient into the transfer encoder, and its normalisation statistics stay fixed."""
