@@ -28,6 +28,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     g.add_argument("--workers", type=int, default=1, help="processes extracting features (default 1)")
     g.add_argument("--resume", action="store_true", help="continue from MODEL.pt.ckpt when present")
+    g.add_argument("--fps-augment", type=float, default=0.0, metavar="P",
+                   help="share of training windows shown as if filmed at another frame rate "
+                        "(12.5-50 fps, nearest-frame resampling to 25 Hz; default 0)")
     g.add_argument("--device", default="auto",
                    help="auto (a CUDA GPU when torch sees one, else the CPU; default), cpu, cuda, cuda:N")
 
@@ -53,7 +56,8 @@ def run(args: argparse.Namespace) -> int:
     opts = TrainOptions(data=args.data, out=args.out, model=args.model, cache_dir=args.cache,
                         steps=args.steps, batch=args.batch, max_offset=args.max_offset, channels=args.channels,
                         lr=args.lr, seed=args.seed, threads=args.threads, resume=args.resume,
-                        exclude=list(args.exclude), workers=args.workers, device=args.device)
+                        exclude=list(args.exclude), workers=args.workers, device=args.device,
+                        fps_augment=args.fps_augment)
     t = time.perf_counter()
 
     def progress(stage, done, total, msg):

@@ -43,6 +43,7 @@ class TrainOptions:
     exclude: list[str] = field(default_factory=list)  # substrings of paths / groups to leave out
     val_share: int = 10
     workers: int = 1  # processes for the feature extraction
+    fps_augment: float = 0.0  # share of training windows shown as if from another frame rate
     device: str = "auto"  # auto (a CUDA GPU when torch sees one, else the CPU) | cpu | cuda | cuda:N
 
 
@@ -114,7 +115,7 @@ def make_batch(tracks, rng, opts: TrainOptions, weights: np.ndarray):
 
     idx = rng.choice(len(tracks), size=opts.batch, p=weights)
     items = [sample_pair(tracks, int(i), rng, opts.length, opts.max_offset,
-                         negative=rng.random() < opts.negatives) for i in idx]
+                         negative=rng.random() < opts.negatives, fps_augment=opts.fps_augment) for i in idx]
     vis, vm, aud, am, lab = zip(*items)
     t = lambda x: torch.from_numpy(np.stack(x))  # noqa: E731
     return (t(aud).transpose(1, 2).contiguous(), t(am), t(vis).transpose(1, 2).contiguous(), t(vm),
