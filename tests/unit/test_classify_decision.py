@@ -42,7 +42,7 @@ def rich_rows(off_ms, conf, short_ms, short_conf, whole_abs_ms=40.0, whole_conf=
 
 
 RULE = D.OffsetRule(tolerance_ms=100.0, min_local_confidence=0.1, reference_confidence=0.5, min_reference=2,
-                    min_whole_confidence=0.5)
+                    min_whole_confidence=0.5, same_direction=True)
 
 
 def test_shifted_section_inside_a_clean_file_is_flagged():
@@ -62,6 +62,9 @@ def test_windows_must_agree_in_direction_and_both_exceed_the_tolerance():
     c = cues(off, [0.8] * 6, sh, [0.8] * 6)
     f, _ = D.flags(c, RULE)
     assert not f.any()
+    # without the direction check, both windows rejecting the file's offset is enough (second 5)
+    f2, _ = D.flags(c, D.OffsetRule(tolerance_ms=100.0, same_direction=False))
+    assert f2.tolist() == [False] * 5 + [True]
 
 
 def test_low_confidence_windows_are_not_flagged():
@@ -93,8 +96,9 @@ def test_a_uniformly_shifted_file_is_not_flagged_locally_but_by_the_whole_file_r
     assert np.allclose(strength[f], 0.7)
     # not confident enough, or within tolerance: nothing
     assert not D.flags(cues(off, [0.8] * 5, off, [0.8] * 5, 400.0, 0.4), RULE)[0].any()
-    assert not D.flags(cues(off, [0.8] * 5, off, [0.8] * 5, 90.0, 0.9), loc)[0].any()
-    assert not D.flags(cues(off, [0.8] * 5, off, [0.8] * 5, 90.0, 0.9), D.OffsetRule(local=False))[0].any()
+    assert not D.flags(cues(off, [0.8] * 5, off, [0.8] * 5, 50.0, 0.9), loc)[0].any()
+    assert not D.flags(cues(off, [0.8] * 5, off, [0.8] * 5, 50.0, 0.9), D.OffsetRule(local=False))[0].any()
+    assert D.flags(cues(off, [0.8] * 5, off, [0.8] * 5, 90.0, 0.9), D.OffsetRule(local=False))[0].all()
 
 
 def test_apply_only_adds_desync_and_names_time_shift():
@@ -156,6 +160,21 @@ def test_report_names_the_rule():
 
     rep = SegmentReport("a.mp4", "m.pt", [Segment(0.0, 1.0, "sync", 0.8, "none")], DEFAULT_OFFSET_RULE)
     d = rep.to_dict()
-    assert d["schema"] == "avsync.segments/1" and d["offset_rule"]["tolerance_ms"] == 100.0
-    assert "offset rule 100 ms" in rep.to_text()
+    assert d["schema"] == "avsync.segments/1" and d["offset_rule"]["tolerance_ms"] == 60.0
+    assert "offset rule 60 ms" in rep.to_text()
     assert SegmentReport("a.mp4", "m.pt", []).to_dict()["offset_rule"] is None
+
+
+def test_reference_is_the_confident_majority_not_a_median_between_clusters():
+    # confident windows: three clean (+40) and three shifted ones (-350/-160): a plain median (-60)
+    # would lie between the groups and flag the clean seconds too
+    off = [46, 46, 37, -347, -347, -160, 40]
+    conf = [0.7, 0.7, 0.66, 0.55, 0.5, 0.5, 0.3]
+    c = cues(off, conf, off, [0.6] * 7)
+    ref = D.reference_offset(c, RULE)
+    assert ref == pytest.approx(46.0)  # 0.7+0.7+0.66 = 2.06 of 3.61
+    f, _ = D.flags(c, RULE)
+    assert f.tolist() == [False, False, False, True, True, True, False]
+    # no majority: two equal groups -> no reference, nothing flagged locally
+    c2 = cues([40, 40, -360, -360], [0.6] * 4, [40, 40, -360, -360], [0.6] * 4)
+    assert D.reference_offset(c2, RULE) is None and not D.flags(c2, RULE)[0].any()

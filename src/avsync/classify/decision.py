@@ -7,11 +7,14 @@ directly, with its thresholds in the open (``OffsetRule``):
 
 * **local**: a second is out of sync when the core estimator's offset in BOTH windows
   around it (3 s and 1.5 s, see :mod:`avsync.classify.features`) differs from the file's
-  own offset by more than ``tolerance_ms``, in the same direction, and the less confident
-  of the two windows has a confidence of at least ``min_local_confidence``.  The file's own
-  offset is the median of the 3-s window offsets whose confidence is at least
-  ``reference_confidence``; with fewer than ``min_reference`` such windows the local rule
-  does not apply (there is no trustworthy reference to differ from).
+  own offset by more than ``tolerance_ms`` (in the same direction if ``same_direction``),
+  and the less confident of the two windows has a confidence of at least
+  ``min_local_confidence``.  The file's own
+  offset comes from the 3-s windows whose confidence is at least ``reference_confidence``:
+  the median of the group of them that agrees within the tolerance and holds a
+  confidence-weighted majority (:func:`reference_offset`); with fewer than
+  ``min_reference`` such windows, or no majority, the local rule does not apply (there is
+  no trustworthy reference to differ from).
 * **whole file**: when the core estimate over the whole file is out by more than
   ``tolerance_ms`` with a confidence of at least ``min_whole_confidence``, every second
   that has audio is out of sync.
@@ -19,7 +22,8 @@ directly, with its thresholds in the open (``OffsetRule``):
 Both rules can only turn ``sync`` into ``desync`` (they never clear a fault the model
 found).  A flagged second gets ``p_desync = max(p_desync, 0.5 + 0.5 * c)`` with ``c`` the
 confidence behind the flag, and the fault ``time_shift`` unless the model already named
-one.  The rule works on the per-second vectors of :func:`avsync.classify.vectors.rich`
+one.  The defaults were chosen on the benchmark's val split and the val-only composite set (see
+the README).  The rule works on the per-second vectors of :func:`avsync.classify.vectors.rich`
 (offsets in seconds; silent seconds carry no core cues there, so the local rule never
 fires on them).
 """
@@ -33,9 +37,9 @@ import numpy as np
 @dataclass(frozen=True)
 class OffsetRule:
     #: a local offset this far from the file's own offset (ms) is a shift
-    tolerance_ms: float = 100.0
+    tolerance_ms: float = 60.0
     #: smaller confidence of the 3-s and 1.5-s windows needed for a local flag
-    min_local_confidence: float = 0.1
+    min_local_confidence: float = 0.0
     #: a 3-s window counts towards the file's own offset with at least this confidence
     #: (the core's own bar for judging an offset, ``avsync.timeline.MIN_CONFIDENCE``)
     reference_confidence: float = 0.5
@@ -43,6 +47,8 @@ class OffsetRule:
     min_reference: int = 2
     #: the whole-file estimate flags every second when out by > tolerance with this confidence
     min_whole_confidence: float = 0.5
+    #: the two windows must also differ from the file's offset in the same direction
+    same_direction: bool = False
     local: bool = True
     whole: bool = True
 
@@ -82,11 +88,24 @@ class RuleCues:
 
 
 def reference_offset(cues: RuleCues, rule: OffsetRule) -> float | None:
-    """The file's own offset: median of the confident 3-s windows (None if too few)."""
+    """The file's own offset, or None when there is no trustworthy one.
+
+    Candidates are the 3-s windows with confidence >= ``reference_confidence`` (at least
+    ``min_reference`` of them).  The reference is the median of the largest group that
+    agrees within ``tolerance_ms`` of one of them (by summed confidence), and that group
+    must hold more than half of the candidates' summed confidence: a plain median of two
+    clusters (clean and shifted windows) would fall between them and make every second
+    look shifted."""
     sel = cues.ok & (cues.conf >= rule.reference_confidence)
     if int(sel.sum()) < max(1, rule.min_reference):
         return None
-    return float(np.median(cues.offset_ms[sel]))
+    off, w = cues.offset_ms[sel], cues.conf[sel]
+    near = np.abs(off[:, None] - off[None, :]) <= rule.tolerance_ms
+    support = near @ w
+    j = int(np.argmax(support))
+    if support[j] <= 0.5 * float(w.sum()):
+        return None
+    return float(np.median(off[near[j]]))
 
 
 def flags(cues: RuleCues, rule: OffsetRule) -> tuple[np.ndarray, np.ndarray]:
@@ -102,7 +121,8 @@ def flags(cues: RuleCues, rule: OffsetRule) -> tuple[np.ndarray, np.ndarray]:
         d3 = cues.offset_ms - ref
         ds = cues.short_offset_ms - ref
         c = np.minimum(cues.conf, cues.short_conf)
-        loc = (cues.ok & cues.short_ok & cues.has_audio & (np.sign(d3) == np.sign(ds))
+        agree = (np.sign(d3) == np.sign(ds)) if rule.same_direction else np.ones(S, bool)
+        loc = (cues.ok & cues.short_ok & cues.has_audio & agree
                & (np.minimum(np.abs(d3), np.abs(ds)) > rule.tolerance_ms) & (c >= rule.min_local_confidence))
         strength = np.where(loc, np.maximum(strength, c), strength)
         out |= loc

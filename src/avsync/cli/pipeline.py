@@ -127,7 +127,7 @@ def register(subparsers) -> None:
                    help="also flag seconds whose core-estimator offset (3-s and 1.5-s windows) differs from "
                         "the file's own offset, or a whole file that is out (default on)")
     c.add_argument("--offset-tolerance", type=float, default=None, metavar="MS",
-                   help="tolerance of the offset rule in ms (default 100)")
+                   help="tolerance of the offset rule in ms (default 60)")
     c.set_defaults(func=cmd_classify)
 
 
