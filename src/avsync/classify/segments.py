@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from importlib import resources
 
 from ..errors import UsageError
+from .decision import OffsetRule
 
 SCHEMA = "avsync.segments/1"
 DEFAULT_MODEL = "classifier_transformer.pt"
@@ -30,16 +31,19 @@ class SegmentReport:
     path: str
     model: str
     segments: list[Segment]
+    offset_rule: OffsetRule | None = None
 
     def to_dict(self) -> dict:
         return {"schema": SCHEMA, "media": {"path": self.path}, "model": self.model,
+                "offset_rule": None if self.offset_rule is None else self.offset_rule.to_dict(),
                 "segments": [s.to_dict() for s in self.segments]}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), allow_nan=False)
 
     def to_text(self) -> str:
-        lines = [f"{self.path}  (model: {self.model})"]
+        rule = "" if self.offset_rule is None else f", offset rule {self.offset_rule.tolerance_ms:g} ms"
+        lines = [f"{self.path}  (model: {self.model}{rule})"]
         for s in self.segments:
             extra = "" if s.label == "sync" else f"  fault: {s.fault}"
             lines.append(f"  {s.start_s:7.2f}-{s.end_s:7.2f} s  {s.label:<6}  p_sync {s.p_sync:.2f}{extra}")
@@ -52,8 +56,17 @@ def default_model_path() -> str:
     return str(resources.files("avsync") / "data" / DEFAULT_MODEL)
 
 
-def classify(path: str, model: str | None = None, progress=None) -> SegmentReport:
+#: the decision layer ``classify`` applies unless told otherwise (see :mod:`avsync.classify.decision`;
+#: its thresholds were chosen on the benchmark's val split and the val-only composite set)
+DEFAULT_OFFSET_RULE = OffsetRule()
+
+
+def classify(path: str, model: str | None = None, progress=None,
+             offset_rule: OffsetRule | None = DEFAULT_OFFSET_RULE) -> SegmentReport:
+    """Label every 1-s segment of ``path``.  ``offset_rule``: the explicit offset rule applied on
+    top of the model (``None``: the model's output alone)."""
     from . import vectors
+    from .decision import apply
     from .features import extract
     from .models import FAULTS, load_model
 
@@ -67,6 +80,10 @@ def classify(path: str, model: str | None = None, progress=None) -> SegmentRepor
     arr = extract(path, progress)
     X = vectors.rich(arr) if pred.inputs == "rich" else vectors.va(arr)
     p_desync, faults = pred.predict(X)
+    if pred.inputs == "rich":
+        p_desync, faults = apply(p_desync, faults, X, offset_rule)
+    else:
+        offset_rule = None
     t0 = float(arr["t_start"])
     t_end = float(arr["t_end"])
     segs = []
@@ -78,4 +95,4 @@ def classify(path: str, model: str | None = None, progress=None) -> SegmentRepor
             fault = FAULTS[1 + int(faults[i, 1:].argmax())]
         segs.append(Segment(float(s) - t0, min(float(s) + 1.0, t_end) - t0, "desync" if desync else "sync",
                             1.0 - pd, fault))
-    return SegmentReport(path, os.path.basename(mpath), segs)
+    return SegmentReport(path, os.path.basename(mpath), segs, offset_rule)

@@ -114,6 +114,8 @@ def register(subparsers) -> None:
     e.add_argument("--split", default="test", help="split to evaluate (default test)")
     e.add_argument("--plot", metavar="PNG", help="ROC curves + confusion matrix")
     e.add_argument("--json", metavar="FILE", help="write all metrics as JSON")
+    e.add_argument("--offset-rule", action="store_true",
+                   help="also evaluate every model with classify's offset rule on top (rows MODEL+offset-rule)")
     e.set_defaults(func=cmd_evaluate)
 
     c = subparsers.add_parser("classify", help="label every 1-s segment: in sync or not, and the fault",
@@ -121,6 +123,11 @@ def register(subparsers) -> None:
     c.add_argument("media", nargs="+", metavar="MEDIA")
     c.add_argument("--model", metavar="PATH", help="model file (default: the one shipped with avsync)")
     c.add_argument("--json", action="store_true", help="one JSON document per input on stdout")
+    c.add_argument("--offset-rule", choices=("on", "off"), default="on",
+                   help="also flag seconds whose core-estimator offset (3-s and 1.5-s windows) differs from "
+                        "the file's own offset, or a whole file that is out (default on)")
+    c.add_argument("--offset-tolerance", type=float, default=None, metavar="MS",
+                   help="tolerance of the offset rule in ms (default 60)")
     c.set_defaults(func=cmd_classify)
 
 
@@ -270,6 +277,13 @@ def cmd_evaluate(args) -> int:
         ev = evaluate(m, samples)
         ev.model = os.path.splitext(os.path.basename(path))[0]
         evals.append(ev)
+        if args.offset_rule and m.inputs == "rich":
+            from ..classify.decision import RulePredictor
+            from ..classify.segments import DEFAULT_OFFSET_RULE
+
+            ev = evaluate(RulePredictor(m, DEFAULT_OFFSET_RULE), samples)
+            ev.model = os.path.splitext(os.path.basename(path))[0] + "+offset-rule"
+            evals.append(ev)
     print(f"split {args.split}: {len(samples)} samples from {len({s.source for s in samples})} source clips, "
           f"{sum(len(s.times) for s in samples)} 1-s segments; desync = positive class")
     print(table(evals))
@@ -287,12 +301,23 @@ def cmd_evaluate(args) -> int:
 
 # -- classify --------------------------------------------------------------------------
 def cmd_classify(args) -> int:
-    from ..classify.segments import classify
+    import dataclasses
 
+    from ..classify.segments import DEFAULT_OFFSET_RULE, classify
+
+    rule = None
+    if args.offset_rule == "on":
+        rule = DEFAULT_OFFSET_RULE
+        if args.offset_tolerance is not None:
+            if not args.offset_tolerance > 0:
+                raise UsageError("--offset-tolerance must be a positive number of ms")
+            rule = dataclasses.replace(rule, tolerance_ms=float(args.offset_tolerance))
+    elif args.offset_tolerance is not None:
+        raise UsageError("--offset-tolerance needs --offset-rule on")
     failed = 0
     for i, path in enumerate(args.media):
         try:
-            rep = classify(path, args.model)
+            rep = classify(path, args.model, offset_rule=rule)
         except UsageError:
             raise
         except AvsyncError as exc:
