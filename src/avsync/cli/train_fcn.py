@@ -49,6 +49,19 @@ def check_args(args: argparse.Namespace) -> None:
         raise UsageError("--steps, --batch and --max-offset must be >= 1")
 
 
+def stderr_progress(every: int):
+    """A training progress callback printing to stderr (feature extraction every ``every`` clips)."""
+    t = time.perf_counter()
+
+    def progress(stage, done, total, msg):
+        if stage == "features" and not (done == total or done % every == 0):
+            return
+        print(f"train: {stage} {int(done)}/{int(total)} {msg} [{time.perf_counter() - t:.0f} s]",
+              file=sys.stderr, flush=True)
+
+    return progress
+
+
 def run(args: argparse.Namespace) -> int:
     check_args(args)
     from ..models.train_fcn import TrainOptions, train
@@ -58,15 +71,7 @@ def run(args: argparse.Namespace) -> int:
                         lr=args.lr, seed=args.seed, threads=args.threads, resume=args.resume,
                         exclude=list(args.exclude), workers=args.workers, device=args.device,
                         fps_augment=args.fps_augment)
-    t = time.perf_counter()
-
-    def progress(stage, done, total, msg):
-        if stage == "features" and not (done == total or done % 100 == 0):
-            return
-        print(f"train: {stage} {int(done)}/{int(total)} {msg} [{time.perf_counter() - t:.0f} s]",
-              file=sys.stderr, flush=True)
-
-    r = train(opts, progress)
+    r = train(opts, stderr_progress(every=100))
     acc = "-" if r.val_acc_1f is None else f"{100 * r.val_acc_1f:.1f} %"
     nul = "-" if r.val_null_conf is None else f"{100 * r.val_null_conf:.1f} %"
     print(f"wrote {r.out}: {args.model}, {r.steps} steps in {r.seconds:.0f} s, {r.n_train} training clips, "

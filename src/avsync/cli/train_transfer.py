@@ -6,8 +6,6 @@ on FCN-SyncNet's offset head, for users with their own pretrained encoder weight
 from __future__ import annotations
 
 import argparse
-import sys
-import time
 
 MODELS = {
     "vggish": "research: VGGish-style log-mel audio encoder + FCN landmark encoder (takes --pretrained)",
@@ -46,7 +44,7 @@ def _encoder_options(items: list[str]) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .train_fcn import check_args
+    from .train_fcn import check_args, stderr_progress
 
     check_args(args)
     from ..models.train_transfer import TransferOptions, train
@@ -56,15 +54,7 @@ def run(args: argparse.Namespace) -> int:
                            crop=args.transfer_crop, cache_dir=args.cache, exclude=list(args.exclude),
                            steps=args.steps, batch=args.batch, max_offset=args.max_offset, channels=args.channels,
                            lr=args.lr, seed=args.seed, threads=args.threads)
-    t = time.perf_counter()
-
-    def progress(stage, done, total, msg):
-        if stage == "features" and not (done == total or done % 20 == 0):
-            return
-        print(f"train: {stage} {int(done)}/{int(total)} {msg} [{time.perf_counter() - t:.0f} s]",
-              file=sys.stderr, flush=True)
-
-    r = train(opts, None if args.no_progress else progress)
+    r = train(opts, None if args.no_progress else stderr_progress(every=20))
     acc = "-" if r.val_acc_1f is None else f"{100 * r.val_acc_1f:.1f} %"
     pre = "" if r.pretrained is None else f", pretrained encoder {r.pretrained['parameters']} parameters"
     print(f"wrote {r.out}: {args.model}, {r.steps} steps in {r.seconds:.0f} s, {r.n_train} training clips, "
