@@ -67,6 +67,22 @@ Trainer = Callable[[list[Sample], list[Sample], TrainOptions, Callable | None], 
 TRAINERS: dict[str, Trainer] = {}
 
 
+
+class EarlyStopping:
+    """Keeps the weights of the best validation loss; says stop after ``patience`` epochs without
+    an improvement of more than 1e-4."""
+
+    def __init__(self, patience: int):
+        self.patience, self.best, self.state, self.wait = patience, math.inf, None, 0
+
+    def update(self, val_loss: float, net) -> bool:
+        if val_loss < self.best - 1e-4:
+            self.best, self.wait = val_loss, 0
+            self.state = {k: v.clone() for k, v in net.state_dict().items()}
+            return False
+        self.wait += 1
+        return self.wait >= self.patience
+
 def register_trainer(name: str):
     def deco(fn: Trainer) -> Trainer:
         TRAINERS[name] = fn
@@ -203,7 +219,7 @@ def _fit_mlp(train, val, opt, inputs: str, name: str, progress):
     lossf = torch.nn.CrossEntropyLoss(weight=w)
     optim = torch.optim.Adam(net.parameters(), lr=opt.lr or 3e-3, weight_decay=1e-4)
     g = torch.Generator().manual_seed(opt.seed)
-    best, best_state, wait = math.inf, None, 0
+    stop = EarlyStopping(opt.patience)
     for ep in range(opt.max_epochs):
         net.train()
         perm = torch.randperm(len(xt), generator=g)
@@ -216,18 +232,13 @@ def _fit_mlp(train, val, opt, inputs: str, name: str, progress):
         net.eval()
         with torch.no_grad():
             vl = float(torch.nn.functional.cross_entropy(net(xv), tv))
-        if vl < best - 1e-4:
-            best, wait = vl, 0
-            best_state = {k: v.clone() for k, v in net.state_dict().items()}
-        else:
-            wait += 1
-            if wait >= opt.patience:
-                break
+        if stop.update(vl, net):
+            break
         if progress is not None:
             progress(ep + 1, opt.max_epochs)
     return {"format": FORMAT, "model": name, "inputs": inputs, "names": _names(inputs, opt), "mean": torch.from_numpy(mu),
-            "std": torch.from_numpy(sd), "state": best_state, "config": {"in_dim": int(Xt.shape[1])},
-            "classes": ["sync", "desync"], "val_loss": best, "epochs": ep + 1}
+            "std": torch.from_numpy(sd), "state": stop.state, "config": {"in_dim": int(Xt.shape[1])},
+            "classes": ["sync", "desync"], "val_loss": stop.best, "epochs": ep + 1}
 
 
 @register_trainer("mlp")
@@ -301,7 +312,7 @@ def train_transformer(train, val, opt: TrainOptions, progress=None) -> dict:
     w = w / w[w > 0].mean()
     lossf = torch.nn.CrossEntropyLoss(weight=torch.tensor(w, dtype=torch.float32), ignore_index=-100)
     optim = torch.optim.AdamW(net.parameters(), lr=opt.lr or 3e-3, weight_decay=1e-3)
-    best, best_state, wait = math.inf, None, 0
+    stop = EarlyStopping(opt.patience)
     for ep in range(opt.max_epochs):
         net.train()
         for x, t, y, pad in _batches(train, mu, sd, rng, 16, True):
@@ -323,21 +334,16 @@ def train_transformer(train, val, opt: TrainOptions, progress=None) -> dict:
                 tot += float(torch.nn.functional.cross_entropy(logits, yy, reduction="sum"))
                 n += int(m.sum())
         vl = tot / max(n, 1)
-        if vl < best - 1e-4:
-            best, wait = vl, 0
-            best_state = {k: v.clone() for k, v in net.state_dict().items()}
-        else:
-            wait += 1
-            if wait >= opt.patience:
-                break
+        if stop.update(vl, net):
+            break
         if progress is not None:
             progress(ep + 1, opt.max_epochs)
     return {"format": FORMAT, "model": "transformer", "inputs": "rich", "names": _names("rich", opt), "mean": torch.from_numpy(mu),
-            "std": torch.from_numpy(sd), "state": best_state,
+            "std": torch.from_numpy(sd), "state": stop.state,
             "config": {"in_dim": int(Xt.shape[1]), "d_model": 32, "heads": 2, "layers": 2,
                        # predict over chunks as long as the training sequences (8..16 s)
                        "chunk": int(min(16, max(8, max(len(s.times) for s in train))))},
-            "classes": list(FAULTS), "val_loss": best, "epochs": ep + 1}
+            "classes": list(FAULTS), "val_loss": stop.best, "epochs": ep + 1}
 
 
 @register_trainer("transformer-ensemble")
