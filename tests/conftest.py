@@ -44,3 +44,27 @@ def speech_clip(media_dir: Path) -> Path:
 def far_out_clip(media_dir: Path) -> Path:
     """The same talk with the audio lagging by about 470 ms more: far out of sync."""
     return _clip(media_dir, "known_offset/syncnetfcn_test_offset_12.avi")
+
+
+@pytest.fixture(scope="session")
+def random_syncnet():
+    """A factory ``make(seed)``: SyncNetV2 in eval mode, seeded random weights and BatchNorm
+    statistics randomised (so a wrong BatchNorm mapping cannot pass unnoticed)."""
+
+    def make(seed: int):
+        import torch
+
+        from avsync.models.syncnet_v2 import SyncNetV2
+
+        torch.manual_seed(seed)
+        m = SyncNetV2().eval()
+        with torch.no_grad():
+            for mod in m.modules():
+                if isinstance(mod, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d, torch.nn.BatchNorm3d)):
+                    mod.weight.uniform_(0.5, 1.5)
+                    mod.bias.uniform_(-0.2, 0.2)
+                    mod.running_mean.uniform_(-0.5, 0.5)
+                    mod.running_var.uniform_(0.5, 2.0)
+        return m
+
+    return make

@@ -17,7 +17,7 @@ torch = pytest.importorskip("torch")
 
 from avsync.cli.main import main  # noqa: E402
 from avsync.media.synth import make_clip  # noqa: E402
-from avsync.models.syncnet_v2 import (N_PARAMETERS, FastLip, SyncNetV2, WeightsError, load_model,  # noqa: E402
+from avsync.models.syncnet_v2 import (N_PARAMETERS, FastLip, WeightsError, load_model,  # noqa: E402
                                       save_weights)
 from avsync.syncnet.score import score_from_embeddings, windows_count  # noqa: E402
 
@@ -25,17 +25,8 @@ SRC = str(Path(__file__).resolve().parents[2] / "src")
 
 
 @pytest.fixture(scope="module")
-def model():
-    torch.manual_seed(7)
-    m = SyncNetV2().eval()
-    with torch.no_grad():
-        for mod in m.modules():
-            if isinstance(mod, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d, torch.nn.BatchNorm3d)):
-                mod.weight.uniform_(0.5, 1.5)
-                mod.bias.uniform_(-0.2, 0.2)
-                mod.running_mean.uniform_(-0.5, 0.5)
-                mod.running_var.uniform_(0.5, 2.0)
-    return m
+def model(random_syncnet):
+    return random_syncnet(7)
 
 
 @pytest.fixture(scope="module")

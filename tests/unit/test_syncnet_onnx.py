@@ -12,20 +12,12 @@ torch = pytest.importorskip("torch")
 
 from avsync.cli.main import main  # noqa: E402
 from avsync.media.synth import make_clip  # noqa: E402
-from avsync.models.syncnet_v2 import FastAud, FastLip, SyncNetV2, save_weights  # noqa: E402
+from avsync.models.syncnet_v2 import FastAud, FastLip, save_weights  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    torch.manual_seed(11)
-    m = SyncNetV2().eval()
-    with torch.no_grad():
-        for mod in m.modules():
-            if isinstance(mod, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d, torch.nn.BatchNorm3d)):
-                mod.weight.uniform_(0.5, 1.5)
-                mod.bias.uniform_(-0.2, 0.2)
-                mod.running_mean.uniform_(-0.5, 0.5)
-                mod.running_var.uniform_(0.5, 2.0)
+def weights(tmp_path_factory, random_syncnet):
+    m = random_syncnet(11)
     p = tmp_path_factory.mktemp("w") / "syncnet_v2.model"
     save_weights(m, p)
     return p, m

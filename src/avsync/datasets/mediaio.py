@@ -15,7 +15,8 @@ from fractions import Fraction
 
 import numpy as np
 
-from ..errors import CannotOpen, DecodeError, MediaError, NoVideo
+from ..errors import DecodeError, MediaError, NoVideo
+from ..media.source import open_container
 
 #: longest side of the pictures written by the dataset tools (larger sources are scaled down)
 MAX_SIDE = 640
@@ -72,14 +73,7 @@ def read_clip(path: str, t0: float = 0.0, t1: float | None = None, max_side: int
     import av
 
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise CannotOpen("no such file", path)
-    if os.path.getsize(path) == 0:
-        raise CannotOpen("empty file (0 bytes)", path)
-    try:
-        container = av.open(path, metadata_errors="ignore")
-    except Exception as exc:
-        raise CannotOpen(f"cannot open as media ({' '.join(str(exc).split())[:120]})", path) from None
+    container = open_container(path)
     frames, times = [], []
     chunks: list[np.ndarray] = []
     audio_start = None

@@ -21,7 +21,8 @@ import os
 import tempfile
 from fractions import Fraction
 
-from ..errors import AvsyncError, CannotOpen, MediaError
+from ..errors import AvsyncError, MediaError
+from .source import open_container
 
 #: containers whose audio timing is implied by the byte count, not by timestamps
 _NO_AUDIO_DELAY_FORMATS = {"avi"}
@@ -89,16 +90,7 @@ def shift_streams(src: str | os.PathLike, dst: str | os.PathLike, audio_delay_s:
     src, dst = os.fspath(src), os.fspath(dst)
     if not math.isfinite(audio_delay_s):
         raise MediaError("the delay is not a finite number", src)
-    if not os.path.exists(src):
-        raise CannotOpen("no such file", src)
-    if os.path.isdir(src):
-        raise CannotOpen("is a directory, not a media file", src)
-    if os.path.getsize(src) == 0:
-        raise CannotOpen("empty file (0 bytes)", src)
-    try:
-        inp = av.open(src, metadata_errors="ignore")
-    except Exception as exc:
-        raise CannotOpen(f"cannot open as media ({_short(exc)})", src) from None
+    inp = open_container(src)
     fmt = _format_for(dst)
     try:
         streams = [s for s in inp.streams if s.type in ("video", "audio") and not _is_cover_art(s)]

@@ -201,24 +201,31 @@ def analysis_size(width: int, height: int, max_side: int) -> tuple[int, int]:
     return w, h
 
 
+def open_container(path: str):
+    """``av.open`` for reading with the project's one-line errors (:class:`CannotOpen`): no such
+    file, a directory, an empty file, or bytes PyAV cannot read as media.  URLs go straight to PyAV."""
+    import av  # local: keeps ``import avsync`` cheap
+
+    path = os.fspath(path)
+    if not str(path).startswith(("http://", "https://")):
+        if not os.path.exists(path):
+            raise CannotOpen("no such file", path)
+        if os.path.isdir(path):
+            raise CannotOpen("is a directory, not a media file", path)
+        if os.path.getsize(path) == 0:
+            raise CannotOpen("empty file (0 bytes)", path)
+    try:
+        return av.open(path, metadata_errors="ignore")
+    except Exception as exc:  # av.error.* and OSError
+        raise CannotOpen(f"cannot open as media ({_short(exc)})", path) from None
+
+
 class FileSource(MediaSource):
     """A local file (or anything PyAV can open by name)."""
 
     def __init__(self, path: str | os.PathLike):
-        import av  # local: keeps ``import avsync`` cheap
-
         self.path = os.fspath(path)
-        if not str(self.path).startswith(("http://", "https://")):
-            if not os.path.exists(self.path):
-                raise CannotOpen("no such file", self.path)
-            if os.path.isdir(self.path):
-                raise CannotOpen("is a directory, not a media file", self.path)
-            if os.path.getsize(self.path) == 0:
-                raise CannotOpen("empty file (0 bytes)", self.path)
-        try:
-            self._container = av.open(self.path, metadata_errors="ignore")
-        except Exception as exc:  # av.error.* and OSError
-            raise CannotOpen(f"cannot open as media ({_short(exc)})", self.path) from None
+        self._container = open_container(self.path)
         fmt = getattr(self._container.format, "name", "") or ""
         if fmt in _NOT_MEDIA_FORMATS:
             self.close()
