@@ -54,7 +54,7 @@ def random_syncnet():
     def make(seed: int):
         import torch
 
-        from avsync.models.syncnet_v2 import SyncNetV2
+        from avsync.nn.syncnet_v2 import SyncNetV2
 
         torch.manual_seed(seed)
         m = SyncNetV2().eval()

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from avsync.batch import BatchOptions, dask_thread_budget, run_batch, thread_budget
+from avsync.apps.batch import BatchOptions, dask_thread_budget, run_batch, thread_budget
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -15,8 +15,8 @@ def test_onnx_and_torch_agree_on_a_real_clip(media_dir, tmp_path):
     from avsync.estimators.fcn import frame_offsets
     from avsync.features import extract_features
     from avsync.media import open_media
-    from avsync.models.fcn import FCNSyncNet, save
-    from avsync.models.fcn_onnx import export_fcn_onnx
+    from avsync.nn.fcn import FCNSyncNet, save
+    from avsync.nn.fcn_onnx import export_fcn_onnx
 
     torch.manual_seed(3)
     pt, ox = tmp_path / "m.pt", tmp_path / "m.onnx"
@@ -33,7 +33,7 @@ def test_onnx_and_torch_agree_on_a_real_clip(media_dir, tmp_path):
 
 @pytest.mark.parametrize("arch", ["vggish", "wav2vec2", "r3d"])
 def test_transfer_loader_on_a_real_clip(media_dir, arch):
-    from avsync.models.transfer_data import load_transfer_track
+    from avsync.training.transfer_data import load_transfer_track
 
     tr = load_transfer_track(str(media_dir / "speech" / "grid_bbaf2n.mpg"), arch, "auto")
     T = len(tr)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from avsync.live.monitor import Monitor, MonitorOptions
+from avsync.apps.monitor import Monitor, MonitorOptions
 from avsync.media import open_media
 from hls_helpers import SHIFT_MS, HlsServer, LivePublisher, make_shifted_hls
 

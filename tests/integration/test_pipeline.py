@@ -15,7 +15,7 @@ import pytest
 pytest.importorskip("torch")
 
 from avsync.cli.main import main  # noqa: E402
-from avsync.datasets.mediaio import read_clip, write_clip  # noqa: E402
+from avsync.media.clips import read_clip, write_clip  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 #: a 12-s talking head that is in no split of the benchmark the shipped model was trained on

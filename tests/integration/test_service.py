@@ -18,7 +18,7 @@ httpx = pytest.importorskip("httpx")
 from fastapi.testclient import TestClient  # noqa: E402
 
 from avsync.api import DetectOptions, detect  # noqa: E402
-from avsync.service.app import ServiceConfig, create_app  # noqa: E402
+from avsync.apps.service.app import ServiceConfig, create_app  # noqa: E402
 from server_helpers import REPO, Server  # noqa: E402
 
 
@@ -285,7 +285,7 @@ def test_monitor_job_for_an_allowed_hls_url(tmp_path, speech_clip):
 
 
 def test_pool_survives_a_crashed_worker():
-    from avsync.service.app import Pool
+    from avsync.apps.service.app import Pool
 
     pool = Pool(1, 2)
     try:

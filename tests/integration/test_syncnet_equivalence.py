@@ -29,7 +29,7 @@ REPO_SRC = str(__import__("pathlib").Path(__file__).resolve().parents[2] / "src"
 def make_random_weights(path, seed: int = 20161121) -> dict:
     """The package's model with fixed random parameters (BatchNorm affine randomised,
     realistic running statistics), written as the public file is: a plain state dict."""
-    from avsync.models.syncnet_v2 import SyncNetV2, save_weights
+    from avsync.nn.syncnet_v2 import SyncNetV2, save_weights
 
     g = torch.Generator().manual_seed(seed)
     m = SyncNetV2()
@@ -248,7 +248,7 @@ def _need_ffmpeg():
 def test_mfcc_reference_loops_match_package(shared_dir):
     """The package's vectorised MFCC against the loop version above (and python_speech_features when
     installed) on the example clip's first second."""
-    from avsync.syncnet.mfcc import mfcc
+    from avsync.estimators.syncnet.mfcc import mfcc
 
     _need_ffmpeg()
     _, audio = ref_decode(shared_dir / "media/speech/syncnet_example.avi")

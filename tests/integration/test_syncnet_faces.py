@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from avsync.media import open_media
-from avsync.syncnet.faces import crop, detect_faces, find_tracks
-from avsync.syncnet.prep import Timeline25
+from avsync.estimators.syncnet.faces import crop, detect_faces, find_tracks
+from avsync.estimators.syncnet.prep import Timeline25
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")
 #: clips that are already face crops made by a lip-reading pipeline (``--crop none`` inputs)
@@ -98,7 +98,7 @@ def test_two_faces_and_a_shot_change(media_dir, tmp_path):
 
 def test_cli_several_faces_debug_png(media_dir, tmp_path):
     pytest.importorskip("torch")
-    from avsync.models.syncnet_v2 import SyncNetV2, save_weights
+    from avsync.nn.syncnet_v2 import SyncNetV2, save_weights
 
     a, b = media_dir / "speech/vretalk_face2.mp4", media_dir / "speech/vretalk_face3.mp4"
     side = tmp_path / "two faces.mp4"

@@ -1,4 +1,4 @@
-"""avsync.batch input expansion, keys and the resumable output (no media decoding)."""
+"""avsync.apps.batch input expansion, keys and the resumable output (no media decoding)."""
 from __future__ import annotations
 
 import json
@@ -7,7 +7,7 @@ import sys
 import types
 
 from avsync.api import DetectOptions
-from avsync.batch import _Output, expand_inputs, input_key
+from avsync.apps.batch import _Output, expand_inputs, input_key
 
 
 def test_expand_files_folders_globs_and_manifest(tmp_path):
@@ -55,7 +55,7 @@ def test_csv_output_round_trip(tmp_path):
 
 
 def test_thread_budget_divides_the_cpus():
-    from avsync.batch import thread_budget, usable_cpus
+    from avsync.apps.batch import thread_budget, usable_cpus
 
     assert thread_budget(1, 2) == 2 and thread_budget(2, 2) == 1 and thread_budget(3, 2) == 1
     assert thread_budget(4, 16) == 4 and thread_budget(0, 8) == 8
@@ -65,7 +65,7 @@ def test_thread_budget_divides_the_cpus():
 def test_limit_threads_caps_opencv_and_the_blas_environment(monkeypatch):
     import cv2
 
-    import avsync.batch as batch
+    import avsync.apps.batch as batch
 
     before = cv2.getNumThreads()
     for name in batch.THREAD_ENV:
@@ -86,7 +86,7 @@ def test_limit_threads_caps_opencv_and_the_blas_environment(monkeypatch):
 
 
 def test_largest_inputs_go_first_and_the_budget_reaches_detect(tmp_path, monkeypatch):
-    import avsync.batch as batch
+    import avsync.apps.batch as batch
 
     sizes = {"small.mp4": 10, "big.mp4": 3000, "mid.mp4": 500}
     for name, n in sizes.items():

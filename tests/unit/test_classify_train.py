@@ -6,7 +6,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from avsync.classify import models  # noqa: E402
+from avsync.training import classifiers as models  # noqa: E402
 from avsync.classify.evaluate import evaluate  # noqa: E402
 from avsync.classify.vectors import RICH_NAMES  # noqa: E402
 

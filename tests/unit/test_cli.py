@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from avsync.cli.main import build_parser, main, plot_paths
-from avsync.cli.progress import ProgressBar
+from avsync.progress import ProgressBar
 
 CONTRACT_FIELDS = ["schema", "media", "method", "offset_ms", "offset_frames", "confidence", "verdict",
                    "tolerance", "windows", "drift", "profile", "fix"]

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from avsync.datasets import synth
-from avsync.datasets.mediaio import read_clip
+from avsync.media.clips import read_clip
 from avsync.media.synth import make_clip
 
 

@@ -10,7 +10,7 @@ import types
 import numpy as np
 import pytest
 
-from avsync.models.fcn_data import HOPS, N_MEL, VIS_DIM, Track, sample_pair, track_from_raw
+from avsync.training.fcn_data import HOPS, N_MEL, VIS_DIM, Track, sample_pair, track_from_raw
 
 
 def synth_track(rng, T, name="c", group="g", lag=0):
@@ -69,7 +69,7 @@ torch = pytest.importorskip("torch")
 
 
 def test_shapes_variable_length():
-    from avsync.models.fcn import FCNSyncNet
+    from avsync.nn.fcn import FCNSyncNet
 
     m = FCNSyncNet(max_offset=6, channels=8).eval()
     for T in (9, 37, 80):
@@ -83,7 +83,7 @@ def test_shapes_variable_length():
 
 
 def test_impossible_offsets_get_no_probability():
-    from avsync.models.fcn import FCNSyncNet
+    from avsync.nn.fcn import FCNSyncNet
 
     m = FCNSyncNet(max_offset=5, channels=8).eval()
     probs, _, _ = m(torch.randn(1, N_MEL, HOPS * 20), torch.randn(1, VIS_DIM, 20))
@@ -94,7 +94,7 @@ def test_impossible_offsets_get_no_probability():
 
 def test_decode_offsets_peak_and_confidence():
     from avsync.estimators.fcn import _decode
-    from avsync.models.fcn import decode_offsets
+    from avsync.nn.fcn import decode_offsets
 
     K = 4
     p = torch.zeros(1, 2 * K + 1, 3)
@@ -113,7 +113,7 @@ def test_decode_offsets_peak_and_confidence():
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
     """A small model trained for a few seconds on synthetic tracks."""
-    from avsync.models.train_fcn import TrainOptions, train
+    from avsync.training.fcn import TrainOptions, train
 
     rng = np.random.default_rng(0)
     tr = [synth_track(rng, int(rng.integers(40, 120)), f"c{i}", f"g{i}") for i in range(40)]
@@ -125,8 +125,8 @@ def tiny_model(tmp_path_factory):
 
 
 def test_tiny_training_learns_a_known_shift(tiny_model):
-    from avsync.models.fcn import load
-    from avsync.models.train_fcn import predict_clip
+    from avsync.nn.fcn import load
+    from avsync.training.fcn import predict_clip
 
     path, res = tiny_model
     assert res.history and res.history[-1]["val_acc_1f"] >= 0.5
@@ -150,7 +150,7 @@ def test_tiny_training_learns_a_known_shift(tiny_model):
 
 
 def test_resume_continues_from_checkpoint(tmp_path):
-    from avsync.models.train_fcn import TrainOptions, train
+    from avsync.training.fcn import TrainOptions, train
 
     rng = np.random.default_rng(1)
     tr = [synth_track(rng, 50, f"c{i}", f"g{i}") for i in range(6)]
@@ -204,7 +204,7 @@ def test_estimator_chunked_equals_whole_and_finds_offset(tiny_model, monkeypatch
 
 
 def test_confidence_calibration_is_monotone_in_peak_mass():
-    from avsync.models.train_fcn import apply_confidence
+    from avsync.training.fcn import apply_confidence
 
     cal = {"coef": [1.5], "intercept": -2.0}
     vals = [apply_confidence(cal, c, 100) for c in (0.05, 0.3, 0.6, 0.95)]
@@ -258,7 +258,7 @@ def test_estimator_applies_fusion_stored_in_weights(tiny_model, tmp_path, monkey
 
     from avsync.estimators import base as base_mod
     from avsync.estimators.base import Estimate, EstimatorOptions, get_estimator
-    from avsync.models.fcn import set_extra
+    from avsync.nn.fcn import set_extra
 
     path = str(tmp_path / "fused.pt")
     shutil.copy(tiny_model[0], path)
@@ -324,7 +324,7 @@ def test_default_weights_prefer_onnx_and_need_a_runtime(monkeypatch):
 
 def test_training_device_is_resolved_or_refused():
     from avsync.errors import UsageError
-    from avsync.models.train_fcn import resolve_device
+    from avsync.training.fcn import resolve_device
 
     assert resolve_device("cpu").type == "cpu"
     assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
@@ -336,7 +336,7 @@ def test_training_device_is_resolved_or_refused():
 
 
 def test_find_media_groups_dataset_layouts_by_speaker_or_video(tmp_path):
-    from avsync.models.fcn_data import find_media
+    from avsync.training.fcn_data import find_media
 
     files = ["vox/id10001/1zcIwhmdeo4/00001.mp4", "vox/id10001/7gWzIy6yIIk/00002.mp4",
              "vox/id10002/abcdefghijk/00001.mp4", "lrs2/5535415699068794046/00001.mp4",
@@ -355,7 +355,7 @@ def test_find_media_groups_dataset_layouts_by_speaker_or_video(tmp_path):
 
 
 def test_frame_rate_resampling_keeps_25fps_and_holds_frames_of_slower_sources():
-    from avsync.models.fcn_data import resample_frame_rate
+    from avsync.training.fcn_data import resample_frame_rate
 
     vis = np.arange(20, dtype=np.float32)[:, None].repeat(3, 1)
     vm = np.ones(20, np.float32)

@@ -16,7 +16,7 @@ pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
 
 from avsync.cli.main import main  # noqa: E402
-from avsync.models.fcn_data import HOPS, N_MEL, VIS_DIM  # noqa: E402
+from avsync.training.fcn_data import HOPS, N_MEL, VIS_DIM  # noqa: E402
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 CAL = {"coef": [1.3], "intercept": -0.7, "n": 10}
@@ -26,7 +26,7 @@ CAL = {"coef": [1.3], "intercept": -0.7, "n": 10}
 def models(tmp_path_factory):
     """A tiny randomly initialised FCN-SyncNet (with non-trivial BatchNorm statistics) saved with
     ``save`` and exported with the CLI."""
-    from avsync.models.fcn import FCNSyncNet, save
+    from avsync.nn.fcn import FCNSyncNet, save
 
     torch.manual_seed(5)
     m = FCNSyncNet(max_offset=7, channels=12).eval()
@@ -55,7 +55,7 @@ def _inputs(B, T, seed):
 
 
 def test_onnx_matches_torch_on_two_lengths_with_masks(models):
-    from avsync.models.fcn_onnx import OUTPUTS, FCNOnnx
+    from avsync.nn.fcn_onnx import OUTPUTS, FCNOnnx
 
     _, ox, m = models
     o = FCNOnnx(ox, threads=1)
@@ -139,7 +139,7 @@ def test_detect_onnx_path_never_imports_torch(models, tmp_path):
     code = (
         "import sys, json, io, contextlib\n"
         "import numpy as np\n"
-        "from avsync.models.fcn_data import HOPS, N_MEL\n"
+        "from avsync.training.fcn_data import HOPS, N_MEL\n"
         + inspect.getsource(_features) +
         "from avsync.cli.main import main\n"
         "buf = io.StringIO()\n"
@@ -168,7 +168,7 @@ def test_bad_onnx_files_are_one_line(models, tmp_path, capsys):
     bad.write_bytes(models[1].read_bytes()[:500])  # truncated
     cases = [(tmp_path / "missing.onnx", "not found"), (bad, "cannot load FCN-SyncNet ONNX model")]
     # a valid ONNX model that is not ours: the syncnet-style export of a plain conv
-    from avsync.syncnet.onnx_rt import export_bytes
+    from avsync.nn.onnx import export_bytes
 
     foreign = tmp_path / "foreign.onnx"
     foreign.write_bytes(export_bytes(torch.nn.Conv1d(2, 2, 1), (torch.zeros(1, 2, 5),), ["x"], ["y"], {}))

@@ -1,11 +1,11 @@
-"""Stacking of FCN-SyncNet with the lips estimate (avsync.models.fusion): the rule, the fit,
+"""Stacking of FCN-SyncNet with the lips estimate (avsync.estimators.stacked): the rule, the fit,
 and that the estimator applies parameters stored in the weights file."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from avsync.models.fusion import Pair, decide, fit, fuse
+from avsync.estimators.stacked import Pair, decide, fit, fuse
 
 
 def _rows(rng, n=300):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from avsync.errors import CannotOpen, UsageError
-from avsync.live.monitor import Monitor, MonitorOptions
+from avsync.apps.monitor import Monitor, MonitorOptions
 from avsync.media import open_media
 from avsync.media.hls import check_location, load_playlist, parse_playlist, resolve
 

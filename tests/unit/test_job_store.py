@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from avsync.service.jobs import (MAX_ATTEMPTS, Job, JobStore, JobStoreBase, SQLiteJobStore, UnsupportedDatabase,
+from avsync.apps.service.jobs import (MAX_ATTEMPTS, Job, JobStore, JobStoreBase, SQLiteJobStore, UnsupportedDatabase,
                                  open_job_store, parse_db_url)
 
 

@@ -17,9 +17,9 @@ torch = pytest.importorskip("torch")
 
 from avsync.cli.main import main  # noqa: E402
 from avsync.media.synth import make_clip  # noqa: E402
-from avsync.models.syncnet_v2 import (N_PARAMETERS, FastLip, WeightsError, load_model,  # noqa: E402
+from avsync.nn.syncnet_v2 import (N_PARAMETERS, FastLip, WeightsError, load_model,  # noqa: E402
                                       save_weights)
-from avsync.syncnet.score import score_from_embeddings, windows_count  # noqa: E402
+from avsync.estimators.syncnet.score import score_from_embeddings, windows_count  # noqa: E402
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")
 
@@ -159,7 +159,7 @@ def test_score_sign_and_numbers():
 
 def _decode25(clip):
     from avsync.media import open_media
-    from avsync.syncnet.prep import Timeline25
+    from avsync.estimators.syncnet.prep import Timeline25
 
     with open_media(clip) as src:
         tl = Timeline25(src, colour=True)

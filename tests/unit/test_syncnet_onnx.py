@@ -12,7 +12,7 @@ torch = pytest.importorskip("torch")
 
 from avsync.cli.main import main  # noqa: E402
 from avsync.media.synth import make_clip  # noqa: E402
-from avsync.models.syncnet_v2 import FastAud, FastLip, save_weights  # noqa: E402
+from avsync.nn.syncnet_v2 import FastAud, FastLip, save_weights  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +35,7 @@ def _hide_onnxruntime(monkeypatch):
 
 
 def test_missing_onnxruntime_is_one_line(weights, tmp_path, capsys, monkeypatch):
-    from avsync.syncnet import run as runmod
+    from avsync.estimators.syncnet import run as runmod
 
     runmod._scorer.cache_clear()
     _hide_onnxruntime(monkeypatch)
@@ -61,8 +61,8 @@ def test_fast_and_precision_contradict(weights, tmp_path, capsys):
 def test_onnx_networks_match_torch_and_cache_in_memory(weights, tmp_path, monkeypatch):
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnx")
-    from avsync.syncnet import onnx_rt
-    from avsync.syncnet.score import Scorer
+    from avsync.nn import onnx as onnx_rt
+    from avsync.estimators.syncnet.score import Scorer
 
     monkeypatch.delenv(onnx_rt.CACHE_ENV, raising=False)
     monkeypatch.chdir(tmp_path)
@@ -87,8 +87,8 @@ def test_onnx_networks_match_torch_and_cache_in_memory(weights, tmp_path, monkey
 
 def test_onnx_cache_dir_only_when_asked(weights, tmp_path, monkeypatch):
     pytest.importorskip("onnxruntime")
-    from avsync.syncnet import onnx_rt
-    from avsync.syncnet.score import Scorer
+    from avsync.nn import onnx as onnx_rt
+    from avsync.estimators.syncnet.score import Scorer
 
     onnx_rt._MEMO.clear()
     cache = tmp_path / "cache"

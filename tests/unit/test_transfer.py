@@ -10,7 +10,7 @@ torch = pytest.importorskip("torch")
 
 from avsync.cli.main import main  # noqa: E402
 from avsync.errors import UsageError  # noqa: E402
-from avsync.models.fcn_data import HOPS, N_MEL, VIS_DIM  # noqa: E402
+from avsync.training.fcn_data import HOPS, N_MEL, VIS_DIM  # noqa: E402
 
 TINY = {"vggish": {"n_mels": 32, "width": 4},
         "wav2vec2": {"conv_dim": 8, "d_model": 16, "layers": 1, "heads": 2, "ff": 16},
@@ -19,7 +19,7 @@ K, C = 4, 8
 
 
 def _opts(arch, **kw):
-    from avsync.models.train_transfer import TransferOptions
+    from avsync.training.transfer import TransferOptions
 
     return TransferOptions(data=[], out="", arch=arch, encoder=dict(TINY[arch]), max_offset=K, channels=C, **kw)
 
@@ -41,8 +41,8 @@ def _inputs(arch, B, T, seed=0):
 
 @pytest.mark.parametrize("arch", ["vggish", "wav2vec2", "r3d"])
 def test_loads_its_own_encoder_weights_and_runs(arch, tmp_path):
-    from avsync.models.train_transfer import build
-    from avsync.models.transfer import save_encoder
+    from avsync.training.transfer import build
+    from avsync.nn.transfer import save_encoder
 
     torch.manual_seed(1)
     src, _ = build(_opts(arch))
@@ -71,8 +71,8 @@ def test_loads_its_own_encoder_weights_and_runs(arch, tmp_path):
 
 
 def test_mismatched_pretrained_weights_are_one_line(tmp_path):
-    from avsync.models.train_transfer import build
-    from avsync.models.transfer import save_encoder
+    from avsync.training.transfer import build
+    from avsync.nn.transfer import save_encoder
 
     m, _ = build(_opts("vggish"))
     good = tmp_path / "vggish.pt"
@@ -106,7 +106,7 @@ def test_train_cli_r3d_few_steps_then_fine_tune_from_it(tmp_path, capsys):
     flashing square with a beep), then a second run starting from the first model's encoder
     (frozen), and a bad --pretrained as one line, exit 2."""
     from avsync.media.synth import make_clip
-    from avsync.models.transfer import load_model
+    from avsync.nn.transfer import load_model
 
     data = tmp_path / "clips"
     data.mkdir()
@@ -135,7 +135,7 @@ def test_train_cli_r3d_few_steps_then_fine_tune_from_it(tmp_path, capsys):
 
 
 def test_sample_window_moves_audio_earlier_by_label():
-    from avsync.models.transfer_data import TransferTrack, sample_window
+    from avsync.training.transfer_data import TransferTrack, sample_window
 
     T = 40
     vis = np.zeros((T, VIS_DIM), np.float32)
@@ -157,7 +157,7 @@ def test_sample_window_moves_audio_earlier_by_label():
 
 
 def test_waveform_and_log_mel_are_on_the_frame_grid():
-    from avsync.models.transfer_data import log_mel, waveform
+    from avsync.training.transfer_data import log_mel, waveform
 
     sr, T, t0 = 16000, 25, 0.3
     wave = np.zeros(sr * 2, np.float32)

@@ -5,7 +5,7 @@ MEDIA_DIR (each clip re-timed by a different offset with :func:`avsync.media.rem
 packets copied, so every variant is a distinct real file) plus one corrupt file.  Then,
 for each worker count, starts a Dask ``LocalCluster`` (processes, one thread each),
 warms its workers (imports and face models loaded, not timed) and times
-:func:`avsync.batch.run_batch` over all inputs into a fresh output; finally reruns the
+:func:`avsync.apps.batch.run_batch` over all inputs into a fresh output; finally reruns the
 last batch to show that everything is skipped.  ``--repeat R`` runs the worker counts R
 times, interleaved (1, 2, 1, 2, ...), on the same inputs, so that a change in the
 machine's load hits both.  Prints every run (wall time, the workers' CPU time, the
@@ -27,7 +27,7 @@ import time
 
 
 def _clips(dirs: list[str], max_seconds: float) -> list[str]:
-    from ..batch import expand_inputs
+    from ..apps.batch import expand_inputs
     from ..media import open_media
 
     out = []
@@ -74,7 +74,7 @@ def make_inputs(dirs: list[str], n: int, folder: str, max_seconds: float = 8.0) 
 
 
 def _warm():
-    from ..faces.tracker import landmarks_available
+    from ..features.faces import landmarks_available
     from .. import api  # noqa: F401
 
     landmarks_available()
@@ -103,7 +103,7 @@ def main(args: argparse.Namespace) -> int:
 
     warnings.filterwarnings("ignore", message="Port .* is already in use")
 
-    from ..batch import BatchOptions, dask_thread_budget, run_batch
+    from ..apps.batch import BatchOptions, dask_thread_budget, run_batch
 
     counts = [int(x) for x in str(args.workers).split(",") if x.strip()]
     tmp = tempfile.mkdtemp(prefix="avsync-bench-batch-")

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import UsageError
-from .models import FAULTS, KIND_INDEX, Sample
+from ..training.classifiers import FAULTS, KIND_INDEX, Sample
 
 SHIFT_BINS_MS = ((100, 200), (200, 500), (500, 1000), (1000, 1e9))
 

@@ -68,7 +68,7 @@ def classify(path: str, model: str | None = None, progress=None,
     from . import vectors
     from .decision import apply
     from .features import extract
-    from .models import FAULTS, load_model
+    from ..training.classifiers import FAULTS, load_model
 
     mpath = model or default_model_path()
     if model is None and not os.path.isfile(mpath):

@@ -63,7 +63,7 @@ class _Progress:
 
 def run(args) -> int:
     from ..api import DetectOptions
-    from ..batch import BatchOptions, run_batch
+    from ..apps.batch import BatchOptions, run_batch
     from ..estimators.base import available_methods
     from ..errors import UsageError
 

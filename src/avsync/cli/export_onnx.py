@@ -24,7 +24,7 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..errors import UsageError
-    from ..models.fcn_onnx import export_fcn_onnx
+    from ..nn.fcn_onnx import export_fcn_onnx
 
     if not args.out.lower().endswith(".onnx"):
         raise UsageError(f"{args.out}: the output name must end in .onnx (detect picks ONNX Runtime by the suffix)")

@@ -29,7 +29,7 @@ log = logging.getLogger("avsync.cli")
 #: modules (relative to this package) whose ``register(subparsers)`` adds more commands;
 #: each must import its heavy dependencies lazily, inside the command it runs
 EXTENSIONS: tuple[str, ...] = (
-    "..bench.cli",
+    ".bench",
     ".monitor",
     ".serve",
     ".batch",
@@ -118,7 +118,7 @@ def _check_method(method: str) -> None:
 
 def _detect(path: str, options, args):
     from ..api import detect
-    from .progress import ProgressBar
+    from ..progress import ProgressBar
 
     bar = ProgressBar(_stem(path), _want_progress(args))
     try:

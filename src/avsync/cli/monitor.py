@@ -40,7 +40,7 @@ def register(subparsers) -> None:
 def run(args) -> int:
     from ..estimators.base import available_methods
     from ..errors import UsageError
-    from ..live.monitor import Monitor, MonitorOptions
+    from ..apps.monitor import Monitor, MonitorOptions
     from ..media.hls import FollowOptions, check_location
 
     if args.method not in available_methods():

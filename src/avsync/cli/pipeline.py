@@ -236,7 +236,7 @@ def cmd_features(args) -> int:
 # -- train / evaluate ------------------------------------------------------------------
 def cmd_train(args) -> int:
     from ..classify.evaluate import load_samples
-    from ..classify.models import TRAINERS, TrainOptions, save_model
+    from ..training.classifiers import TRAINERS, TrainOptions, save_model
     from ..datasets.util import count_progress
 
     if args.model not in TRAINERS:
@@ -266,7 +266,7 @@ def cmd_evaluate(args) -> int:
     import json
 
     from ..classify.evaluate import evaluate, load_samples, plot, table
-    from ..classify.models import load_model
+    from ..training.classifiers import load_model
 
     models = [load_model(p) for p in args.models]
     samples, missing = load_samples(args.metadata, args.features, (args.split,), missing_ok=False)

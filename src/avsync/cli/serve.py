@@ -25,7 +25,7 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     from ..errors import UsageError
-    from ..service.jobs import UnsupportedDatabase, parse_db_url
+    from ..apps.service.jobs import UnsupportedDatabase, parse_db_url
 
     if args.db is not None:
         try:  # before anything is created or imported
@@ -35,7 +35,7 @@ def run(args) -> int:
     try:
         import uvicorn
 
-        from ..service.app import ServiceConfig, create_app
+        from ..apps.service.app import ServiceConfig, create_app
     except ImportError as exc:
         raise UsageError(f"serve needs the 'serve' extra: pip install 'avsync[serve]' ({exc})") from None
     if args.max_upload_mb <= 0 or args.queue < 0:

@@ -11,7 +11,7 @@ import argparse
 from . import train_fcn, train_transfer
 from ..errors import UsageError
 
-#: the segment classifiers (trained by avsync.classify.models.TRAINERS)
+#: the segment classifiers (trained by avsync.training.classifiers.TRAINERS)
 CLASSIFIERS = {
     "threshold": "sync_score = |V - A| on normalised energies, theta chosen on val",
     "mlp": "the seed's Linear(2-32-16-2) on [V, A] (baseline)",

@@ -64,7 +64,7 @@ def stderr_progress(every: int):
 
 def run(args: argparse.Namespace) -> int:
     check_args(args)
-    from ..models.train_fcn import TrainOptions, train
+    from ..training.fcn import TrainOptions, train
 
     opts = TrainOptions(data=args.data, out=args.out, model=args.model, cache_dir=args.cache,
                         steps=args.steps, batch=args.batch, max_offset=args.max_offset, channels=args.channels,

@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     from .train_fcn import check_args, stderr_progress
 
     check_args(args)
-    from ..models.train_transfer import TransferOptions, train
+    from ..training.transfer import TransferOptions, train
 
     opts = TransferOptions(data=args.data, out=args.out, arch=args.model, pretrained=args.pretrained,
                            freeze_encoder=args.freeze_encoder, encoder=_encoder_options(args.encoder),

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ..errors import AvsyncError, UsageError
-from .mediaio import trim
+from ..media.clips import trim
 from .util import atomic_csv
 
 CSV_COLUMNS = ["Row", "Category", "VideoID", "Quality", "StartTime", "EndTime", "split"]

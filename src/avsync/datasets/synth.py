@@ -129,7 +129,7 @@ def sources_from_dirs(dirs: list[str], include: list[str] | None = None) -> list
     ``include``: shell patterns, a file is taken when its name matches one."""
     from fnmatch import fnmatch
 
-    from .mediaio import probe_duration
+    from ..media.clips import probe_duration
 
     out = []
     for d in dirs:
@@ -150,7 +150,7 @@ def sources_from_dirs(dirs: list[str], include: list[str] | None = None) -> list
 def sources_from_csv(path: str, official_split: bool = True) -> list[Source]:
     """Sources from a trimmed-events CSV (``dataset ave --videos ... --trimmed-csv``); with
     ``official_split`` False their split column is ignored and splits are drawn by source."""
-    from .mediaio import probe_duration
+    from ..media.clips import probe_duration
 
     try:
         fh = open(path, newline="", encoding="utf-8")
@@ -398,7 +398,7 @@ def _composite_audio(clip, spec: SampleSpec) -> np.ndarray:
 
 def render(spec: SampleSpec) -> str:
     """Write one sample file (atomically)."""
-    from .mediaio import read_clip, segment_frames, write_clip
+    from ..media.clips import read_clip, segment_frames, write_clip
 
     src = spec.source
     clip = read_clip(src.path, spec.t0, spec.t1)

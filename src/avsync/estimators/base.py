@@ -91,7 +91,8 @@ def register(name: str):
 
 
 def available_methods() -> list[str]:
-    from . import fcn, lips, motion, syncnet  # noqa: F401  (registers the built-in plugins; learned ones import torch lazily)
+    from . import fcn, lips, motion  # noqa: F401
+    from .syncnet import plugin  # noqa: F401  (registers the built-in plugins; learned ones import torch lazily)
 
     return ["auto", *sorted(_REGISTRY)]
 

@@ -60,8 +60,8 @@ def _load(path: str, mtime: float):
     """The model of a weights file: ``.onnx`` (from ``avsync export-onnx``) runs on ONNX Runtime
     without torch; anything else is a torch ``.pt`` file."""
     if path.lower().endswith(".onnx"):
-        from ..models.fcn_onnx import FCNOnnx
-        from ..syncnet.onnx_rt import MissingOnnxRuntime
+        from ..nn.fcn_onnx import FCNOnnx
+        from ..nn.onnx import MissingOnnxRuntime
 
         try:
             return FCNOnnx(path)
@@ -75,7 +75,7 @@ def _load(path: str, mtime: float):
     except ImportError:
         raise UsageError("method fcn needs torch: pip install 'avsync[fcn]' "
                          "(or an .onnx model from `avsync export-onnx` with the onnx extra)") from None
-    from ..models.fcn import load
+    from ..nn.fcn import load
 
     try:
         return load(path)
@@ -140,7 +140,7 @@ class FCNEstimator(Estimator):
         p = np.exp(mean - mean.max())
         p /= p.sum()
         off, raw = _decode(p, K)
-        from ..models.train_fcn import apply_confidence
+        from ..training.fcn import apply_confidence
 
         model = self._model()
         conf = apply_confidence(getattr(model, "calibration", None), raw, frames)
@@ -154,8 +154,8 @@ class FCNEstimator(Estimator):
                         profile=LagProfile(lags, p, "probability"), cue=self.cue, stats=stats)
 
     def _fuse(self, params, features, t0, t1, fcn_ms, fcn_conf, stats):
-        """Stack with the weight-free lips estimate of the same span (:mod:`avsync.models.fusion`)."""
-        from ..models.fusion import Pair, fuse
+        """Stack with the weight-free lips estimate of the same span (:mod:`avsync.estimators.stacked`)."""
+        from .stacked import Pair, fuse
         from .base import EstimatorOptions, get_estimator
 
         lips = get_estimator("lips", EstimatorOptions(max_lag_ms=self.options.max_lag_ms)).estimate(features, t0, t1)
@@ -178,7 +178,7 @@ def _decode(p: np.ndarray, K: int) -> tuple[float, float]:
 
 def _inference(model):
     """(infer(aud, am, vis, vm) -> (frame logits [2K+1, T], validity [2K+1, T]), clip logit scale)
-    for a torch model or an ONNX Runtime one (:class:`avsync.models.fcn_onnx.FCNOnnx`, no torch)."""
+    for a torch model or an ONNX Runtime one (:class:`avsync.nn.fcn_onnx.FCNOnnx`, no torch)."""
     if hasattr(model, "frame_logits_np"):
         return model.frame_logits_np, float(model.clip_scale)
     import torch
@@ -193,7 +193,7 @@ def _inference(model):
 
 def run_model(model, features):
     """Frame logits of a whole file, chunk by chunk (numpy out)."""
-    from ..models.fcn_data import FPS, HOPS, raw_from_features, track_from_raw
+    from ..training.fcn_data import FPS, HOPS, raw_from_features, track_from_raw
 
     raw = raw_from_features(features)
     vt = raw["v_times"]

@@ -79,7 +79,7 @@ class VisualFeatureExtractor:
         self.faces = faces
         self._tracker = None
         if faces != "off":
-            from ..faces.tracker import FaceTracker
+            from .faces import FaceTracker
 
             self._tracker = FaceTracker(detect_every=detect_every)
         self._prev: np.ndarray | None = None

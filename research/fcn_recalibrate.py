@@ -1,0 +1,15 @@
+"""Post-hoc: run train_fcn.fit_confidence (what `avsync train` now does at its end) on a model
+trained before that step existed, with the run's own options and validation split."""
+import sys, torch
+import os; sys.path[:0] = [os.path.join(os.path.dirname(__file__), '..', 'src'), os.path.join(os.path.dirname(__file__), '..')]
+from avsync.training.fcn import TrainOptions, load_tracks, fit_confidence
+path = sys.argv[1]
+ck = torch.load(path, map_location='cpu', weights_only=True)
+opts = TrainOptions(**ck['extra']['options'])
+from avsync.nn.fcn import load
+m = load(path)
+tr, va = load_tracks(opts, validation_only=True)
+cal = fit_confidence(m, va, opts)
+ck['extra']['calibration'] = cal
+torch.save(ck, path + '.tmp'); import os; os.replace(path + '.tmp', path)
+print(path, len(tr), len(va), cal)

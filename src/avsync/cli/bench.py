@@ -1,0 +1,85 @@
+"""`avsync bench ...` sub-commands (registered by avsync.cli.main)."""
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers) -> None:
+    """Add the ``bench`` command to the top-level parser's subparsers."""
+    p = subparsers.add_parser("bench", help="accuracy and speed benchmarks on real clips")
+    sub = p.add_subparsers(dest="bench_command", required=True)
+    s = sub.add_parser("shift", help="shift benchmark (benchmarks.md 1-2) over folders of real clips")
+    s.add_argument("dirs", nargs="+", metavar="MEDIA_DIR")
+    s.add_argument("--method", default="auto")
+    s.add_argument("--out", help="write every measurement as JSON Lines here")
+    s.add_argument("--workers", type=int, default=None, help="parallel processes (default: all cores)")
+    s.add_argument("--shifts", metavar="MS,MS,...",
+                   help="comma-separated shifts in ms (default: 0,+-20,+-40,+-120,+-240,+-333,+-400,+-600)")
+    s.set_defaults(func=run_shift)
+    c = sub.add_parser("calibrate", help="fit the weight-free estimators' bias and confidence on training clips")
+    c.add_argument("train_dir", metavar="TRAIN_DIR")
+    c.add_argument("--out", default="src/avsync/data/calibration.json")
+    c.add_argument("--short", type=int, default=300, help="how many 1.2-s LRC-AR clips to include")
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--events", metavar="EVENT_DIR",
+                   help="fit the motion cue on these non-speech clips (with a leave-one-clip-out check)")
+    c.set_defaults(func=run_calibrate)
+    sp = sub.add_parser("speed", help="wall time vs the ffmpeg decode floor, real-time factor, peak RSS")
+    sp.add_argument("clip", metavar="CLIP")
+    sp.add_argument("--seconds", type=float, default=60.0, help="loop the clip to at least this long")
+    sp.add_argument("--runs", type=int, default=5)
+    sp.add_argument("--method", default="auto")
+    sp.set_defaults(func=run_speed)
+    b = sub.add_parser("batch", help="avsync batch on a Dask LocalCluster: 1 vs 2 workers, rerun skips")
+    b.add_argument("dirs", nargs="+", metavar="MEDIA_DIR")
+    b.add_argument("--inputs", type=int, default=100, help="inputs to make (variants + 1 corrupt; default 100)")
+    b.add_argument("--workers", default="1,2", help="worker counts to compare (default 1,2)")
+    b.add_argument("--max-seconds", type=float, default=8.0, help="use clips up to this long (default 8)")
+    b.add_argument("--repeat", type=int, default=1, help="run the worker counts this many times, interleaved")
+    b.add_argument("--threads", type=int, default=None,
+                   help="avsync batch --threads N for every run (default: the batch default)")
+    b.add_argument("--keep", action="store_true", help="keep the generated inputs and results")
+    b.set_defaults(func=run_batch_bench)
+    sy = sub.add_parser("syncnet", help="SyncNet scoring speed (windows/s, GFLOP/s) and fast-mode agreement")
+    sy.add_argument("clips", nargs="+", metavar="CLIP")
+    sy.add_argument("--weights", help="syncnet_v2.model (or $AVSYNC_SYNCNET_WEIGHTS)")
+    sy.add_argument("--crop", default="auto", choices=("auto", "none"))
+    sy.add_argument("--runs", type=int, default=3)
+    sy.add_argument("--batch", type=int, default=None, help="lip windows per batch (default: 8 exact, 12 fast, 8 onnx)")
+    sy.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    sy.add_argument("--exact-only", action="store_true")
+    sy.add_argument("--modes", default=None, metavar="M,M",
+                    help="precisions to compare with exact (default: fast, plus onnx when onnxruntime is "
+                         "installed); any of fast, onnx, onnx-int8")
+    sy.set_defaults(func=run_syncnet)
+
+
+def run_shift(args: argparse.Namespace) -> int:
+    from ..bench.shift import main
+
+    return main(args)
+
+
+def run_calibrate(args: argparse.Namespace) -> int:
+    from ..bench.calibrate import main
+
+    return main(args)
+
+
+def run_speed(args: argparse.Namespace) -> int:
+    from ..bench.speed import main
+
+    return main(args)
+
+
+def run_batch_bench(args: argparse.Namespace) -> int:
+    from ..bench.batch import main
+
+    return main(args)
+
+
+def run_syncnet(args: argparse.Namespace) -> int:
+    from ..bench.syncnet import main
+
+    return main(args)
+

@@ -1,1 +1,0 @@
-"""Live monitoring of streams."""

@@ -1,1 +1,0 @@
-"""Learned models (each imports torch itself; nothing here is imported by default)."""

@@ -1,1 +1,0 @@
-"""The REST service and web page (``avsync serve``); needs the ``serve`` extra."""

@@ -1,1 +1,0 @@
-"""SyncNet v2 compatibility: MFCC, 25-fps decoding, face crops, scoring (torch only in score/run)."""
