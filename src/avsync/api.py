@@ -7,11 +7,14 @@ from dataclasses import dataclass
 from typing import Callable
 
 
-from .estimators.base import Estimate, EstimatorOptions, get_estimator
+from .estimators.base import Estimate, EstimatorOptions
+
+
+from .estimators.registry import get_estimator
 from .features import Features, extract_features
 from .media import open_media
 from .report import Report, Window
-from .timeline import fit_drift, tolerance, verdict, window_spans
+from .timeline import build_report, tolerance, window_spans
 
 #: progress(stage, done, total); stage is a short word ('decode', 'windows')
 ProgressCallback = Callable[[str, float, float], None]
@@ -79,19 +82,7 @@ def analyse(features: Features, options: DetectOptions = DetectOptions(),
             windows.append(Window(t0, t1, e.offset_ms, e.confidence))
             if progress is not None and i % 20 == 0:
                 progress("windows", i + 1, len(spans))
-    drift = None
-    if len(windows) >= 3:
-        ok = [w for w in windows if w.offset_ms is not None]
-        if ok:
-            drift = fit_drift([(w.start_s + w.end_s) / 2 for w in ok], [w.offset_ms for w in ok],
-                              [max(w.confidence, 1e-3) for w in ok])
-    v = verdict(whole.offset_ms, whole.confidence, tol)
-    reason = whole.reason
-    if v == "not_assessable" and whole.offset_ms is not None:
-        reason = "low confidence"
-    return Report(media=info.to_dict(), method=name, offset_ms=whole.offset_ms, confidence=whole.confidence,
-                  verdict=v, tolerance=tol, windows=windows, drift=drift, profile=whole.profile,
-                  reason=reason, cue=whole.cue, stats=whole.stats)
+    return build_report(info.to_dict(), name, whole, windows, tol)
 
 
 def detect(path: str | os.PathLike, options: DetectOptions = DetectOptions(),

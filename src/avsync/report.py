@@ -5,10 +5,47 @@ import json
 import shlex
 from dataclasses import dataclass, field
 
-from .estimators.base import LagProfile
-from .timeline import Drift, Tolerance
+import numpy as np
 
 SCHEMA = "avsync.report/1"
+
+
+@dataclass
+class LagProfile:
+    """Scores over candidate lags (``kind``: 'correlation' higher is better, 'distance' lower)."""
+
+    lag_ms: np.ndarray
+    value: np.ndarray
+    kind: str = "correlation"
+
+    def to_dict(self) -> dict:
+        def r(x):
+            return [None if not np.isfinite(v) else round(float(v), 5) for v in x]
+
+        return {"lag_ms": r(self.lag_ms), "value": r(self.value), "kind": self.kind}
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    name: str
+    lead_ms: float  # largest acceptable audio lead (offset_ms > 0)
+    lag_ms: float  # largest acceptable audio lag (offset_ms < 0)
+
+    def accepts(self, offset_ms: float) -> bool:
+        return -self.lag_ms <= offset_ms <= self.lead_ms
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "lead_ms": self.lead_ms, "lag_ms": self.lag_ms}
+
+
+@dataclass(frozen=True)
+class Drift:
+    ms_per_min: float
+    r2: float
+    intercept_ms: float
+
+    def to_dict(self) -> dict:
+        return {"ms_per_min": round(self.ms_per_min, 3), "r2": round(self.r2, 4)}
 
 
 @dataclass

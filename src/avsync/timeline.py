@@ -1,24 +1,11 @@
-"""Tolerance presets, verdicts, sliding-window timelines and drift."""
+"""Tolerance presets, verdicts, sliding-window timelines, drift, and the one report builder
+(every method, whole-file or windowed, turns its estimates into a :class:`Report` here)."""
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import numpy as np
 
 from .errors import UsageError
-
-
-@dataclass(frozen=True)
-class Tolerance:
-    name: str
-    lead_ms: float  # largest acceptable audio lead (offset_ms > 0)
-    lag_ms: float  # largest acceptable audio lag (offset_ms < 0)
-
-    def accepts(self, offset_ms: float) -> bool:
-        return -self.lag_ms <= offset_ms <= self.lead_ms
-
-    def to_dict(self) -> dict:
-        return {"name": self.name, "lead_ms": self.lead_ms, "lag_ms": self.lag_ms}
+from .report import Drift, Report, Tolerance, Window
 
 
 PRESETS = {
@@ -61,16 +48,6 @@ def window_spans(start: float, end: float, window_s: float, hop_s: float) -> lis
     return spans
 
 
-@dataclass(frozen=True)
-class Drift:
-    ms_per_min: float
-    r2: float
-    intercept_ms: float
-
-    def to_dict(self) -> dict:
-        return {"ms_per_min": round(self.ms_per_min, 3), "r2": round(self.r2, 4)}
-
-
 def fit_drift(times_s, offsets_ms, weights=None, min_points: int = 3, min_span_s: float = 10.0) -> Drift | None:
     """Weighted least-squares line through (window centre, offset); None when too short."""
     t = np.asarray(times_s, np.float64)
@@ -91,3 +68,24 @@ def fit_drift(times_s, offsets_ms, weights=None, min_points: int = 3, min_span_s
     sst = np.sum(w * (y - ym) ** 2)
     r2 = 1.0 - np.sum(w * res**2) / sst if sst > 0 else 0.0
     return Drift(ms_per_min=float(slope * 60.0), r2=float(max(0.0, r2)), intercept_ms=float(icpt))
+
+
+def build_report(media: dict, method: str, whole, windows: list[Window], tol: Tolerance,
+                 veto: str | None = None, extra: dict | None = None) -> Report:
+    """The report from a whole-file estimate (an ``Estimate``) and its timeline windows: the
+    verdict against ``tol``, the drift through the assessable windows, the reason.  ``veto`` makes
+    the verdict ``not_assessable`` with that reason although an offset was measured (e.g. silence)."""
+    drift = None
+    ok = [w for w in windows if w.offset_ms is not None]
+    if len(ok) >= 3:
+        drift = fit_drift([(w.start_s + w.end_s) / 2 for w in ok], [w.offset_ms for w in ok],
+                          [max(w.confidence, 1e-3) for w in ok])
+    v = verdict(whole.offset_ms, whole.confidence, tol)
+    reason = whole.reason
+    if v == "not_assessable" and whole.offset_ms is not None:
+        reason = "low confidence"
+    if veto is not None:
+        v, reason = "not_assessable", veto
+    return Report(media=media, method=method, offset_ms=whole.offset_ms, confidence=whole.confidence,
+                  verdict=v, tolerance=tol, windows=windows, drift=drift, profile=whole.profile,
+                  reason=reason, cue=whole.cue, stats=whole.stats, extra=dict(extra or {}))

@@ -11,7 +11,8 @@ pytest.importorskip("onnxruntime")
 
 
 def test_onnx_and_torch_agree_on_a_real_clip(media_dir, tmp_path):
-    from avsync.estimators.base import EstimatorOptions, get_estimator
+    from avsync.estimators.base import EstimatorOptions
+    from avsync.estimators.registry import get_estimator
     from avsync.estimators.fcn import frame_offsets
     from avsync.features import extract_features
     from avsync.media import open_media

@@ -186,7 +186,8 @@ def _features_from_track(tr: Track):
 
 def test_estimator_chunked_equals_whole_and_finds_offset(tiny_model, monkeypatch):
     from avsync.estimators import fcn as est_mod
-    from avsync.estimators.base import EstimatorOptions, get_estimator
+    from avsync.estimators.base import EstimatorOptions
+    from avsync.estimators.registry import get_estimator
 
     path, _ = tiny_model
     rng = np.random.default_rng(7)
@@ -216,7 +217,7 @@ def test_missing_weights_is_a_one_line_usage_error(tmp_path, capsys, monkeypatch
     from avsync.cli.main import main
     from avsync.errors import MissingWeights
     from avsync.estimators import fcn as est_mod
-    from avsync.estimators.base import get_estimator
+    from avsync.estimators.registry import get_estimator
 
     monkeypatch.setattr(est_mod, "default_weights", lambda: None)  # an installation without a runnable model
     with pytest.raises(MissingWeights) as ei:
@@ -244,7 +245,7 @@ def test_default_detect_never_imports_torch(tmp_path):
         "from avsync.cli.main import main\n"
         f"rc = main(['detect', '--json', {str(tmp_path / 's.mkv')!r}])\n"
         "assert rc in (0, 1), rc\n"
-        "from avsync.estimators.base import available_methods\n"
+        "from avsync.estimators.registry import available_methods\n"
         "assert 'fcn' in available_methods()\n"
         "print('TORCH' if 'torch' in sys.modules else 'NO_TORCH')\n"
     )
@@ -256,21 +257,22 @@ def test_default_detect_never_imports_torch(tmp_path):
 def test_estimator_applies_fusion_stored_in_weights(tiny_model, tmp_path, monkeypatch):
     import shutil
 
-    from avsync.estimators import base as base_mod
-    from avsync.estimators.base import Estimate, EstimatorOptions, get_estimator
+    from avsync.estimators import lips as lips_mod
+    from avsync.estimators.base import Estimate, EstimatorOptions
+    from avsync.estimators.registry import get_estimator
     from avsync.nn.fcn import set_extra
 
     path = str(tmp_path / "fused.pt")
     shutil.copy(tiny_model[0], path)
     set_extra(path, fusion={"theta": 0.5, "coef": [0.0, 0.0, 0.0, 0.0, 2.0]})
-    real_get = base_mod.get_estimator
-
     class FakeLips:
+        def __init__(self, options=None):
+            pass
+
         def estimate(self, features, t0=None, t1=None):
             return Estimate(offset_ms=-400.0, confidence=lips_conf)
 
-    monkeypatch.setattr(base_mod, "get_estimator", lambda name, opts=None: FakeLips() if name == "lips"
-                        else real_get(name, opts))
+    monkeypatch.setattr(lips_mod, "LipsEstimator", FakeLips)
     feats = _features_from_track(synth_track(np.random.default_rng(7), 400, lag=4))
     feats.info = types.SimpleNamespace(video_fps=25.0)
     lips_conf = 0.9  # confident lips: taken; confidence from the stored logistic model

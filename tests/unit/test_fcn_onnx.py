@@ -104,7 +104,8 @@ def _features(T, lag, seed):
 
 def test_estimator_same_result_with_pt_and_onnx_chunked(models, monkeypatch):
     from avsync.estimators import fcn as est_mod
-    from avsync.estimators.base import EstimatorOptions, get_estimator
+    from avsync.estimators.base import EstimatorOptions
+    from avsync.estimators.registry import get_estimator
 
     pt, ox, _ = models
     monkeypatch.setattr(est_mod, "CHUNK_FRAMES", 120)  # 3 chunks with overlaps, stitched
@@ -126,7 +127,8 @@ def test_estimator_same_result_with_pt_and_onnx_chunked(models, monkeypatch):
 def test_detect_onnx_path_never_imports_torch(models, tmp_path):
     """In a fresh interpreter: the CLI detect with the .onnx file, and the estimator on a clip with a
     face signal, run on ONNX Runtime and give the .pt file's answer (passed in), without torch."""
-    from avsync.estimators.base import EstimatorOptions, get_estimator
+    from avsync.estimators.base import EstimatorOptions
+    from avsync.estimators.registry import get_estimator
     from avsync.media.synth import make_clip
 
     pt, ox, _ = models
@@ -145,7 +147,7 @@ def test_detect_onnx_path_never_imports_torch(models, tmp_path):
         "buf = io.StringIO()\n"
         "with contextlib.redirect_stdout(buf):\n"
         f"    rc = main(['detect', '--json', '--method', 'fcn', '--weights', {str(ox)!r}, {str(clip)!r}])\n"
-        "from avsync.estimators.base import EstimatorOptions, get_estimator\n"
+        "from avsync.estimators.base import EstimatorOptions\nfrom avsync.estimators.registry import get_estimator\n"
         f"e = get_estimator('fcn', EstimatorOptions(weights={str(ox)!r})).estimate(_features(200, -2, seed=9))\n"
         "print(json.dumps({'rc': rc, 'report': json.loads(buf.getvalue()), 'off': e.offset_ms, "
         "'conf': e.confidence, 'torch': 'torch' in sys.modules}))\n"

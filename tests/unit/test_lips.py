@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from avsync.estimators.base import get_estimator
+from avsync.estimators.registry import get_estimator
 from avsync.features import Features
 from avsync.features.audio import AudioFeatures
 from avsync.features.visual import VisualFeatures, _smooth_size

@@ -138,7 +138,7 @@ def parse_methods(method: str) -> list[tuple[str, str | None]]:
 def _measure(job: tuple) -> list[Row]:
     from ..api import DetectOptions, analyse
     from ..errors import AvsyncError
-    from ..estimators.base import estimator_class
+    from ..estimators.registry import estimator_class
     from ..features import extract_features
     from ..media import open_media
 

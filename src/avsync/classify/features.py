@@ -159,7 +159,8 @@ def core_cues(path: str, seg_t: np.ndarray, t_end: float) -> dict[str, np.ndarra
     CORE_WINDOW_S window around every segment and over the whole file: offset, confidence
     and the lag profile (correlation; distances are negated so higher is better)."""
     from ..api import choose_method
-    from ..estimators.base import EstimatorOptions, get_estimator
+    from ..estimators.base import EstimatorOptions
+    from ..estimators.registry import get_estimator
     from ..features import extract_features
     from ..media import open_media
 

@@ -64,7 +64,7 @@ class _Progress:
 def run(args) -> int:
     from ..api import DetectOptions
     from ..apps.batch import BatchOptions, run_batch
-    from ..estimators.base import available_methods
+    from ..estimators.registry import available_methods
     from ..errors import UsageError
 
     if args.method not in available_methods():

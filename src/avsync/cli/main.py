@@ -109,7 +109,7 @@ def _precision(args) -> str:
 
 
 def _check_method(method: str) -> None:
-    from ..estimators.base import available_methods
+    from ..estimators.registry import available_methods
 
     names = available_methods()
     if method not in names:

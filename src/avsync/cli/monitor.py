@@ -38,7 +38,7 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from ..estimators.base import available_methods
+    from ..estimators.registry import available_methods
     from ..errors import UsageError
     from ..apps.monitor import Monitor, MonitorOptions
     from ..media.hls import FollowOptions, check_location

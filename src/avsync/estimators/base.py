@@ -1,4 +1,5 @@
-"""The estimator plugin interface and registry.
+"""The estimator plugin interface (the registry that lists the built-in plugins is
+:mod:`avsync.estimators.registry`).
 
 An estimator turns the features of a time span into an :class:`Estimate`.  The same
 call serves the whole file and every timeline window, so a plugin writes one method.
@@ -10,24 +11,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Callable
 
-import numpy as np
-
 from ..errors import UsageError
-
-
-@dataclass
-class LagProfile:
-    """Scores over candidate lags (``kind``: 'correlation' higher is better, 'distance' lower)."""
-
-    lag_ms: np.ndarray
-    value: np.ndarray
-    kind: str = "correlation"
-
-    def to_dict(self) -> dict:
-        def r(x):
-            return [None if not np.isfinite(v) else round(float(v), 5) for v in x]
-
-        return {"lag_ms": r(self.lag_ms), "value": r(self.value), "kind": self.kind}
+from ..report import LagProfile
 
 
 @dataclass
@@ -88,21 +73,3 @@ def register(name: str):
         return cls
 
     return deco
-
-
-def available_methods() -> list[str]:
-    from . import fcn, lips, motion  # noqa: F401
-    from .syncnet import plugin  # noqa: F401  (registers the built-in plugins; learned ones import torch lazily)
-
-    return ["auto", *sorted(_REGISTRY)]
-
-
-def get_estimator(name: str, options: EstimatorOptions = EstimatorOptions()) -> Estimator:
-    return estimator_class(name)(options)
-
-
-def estimator_class(name: str) -> type[Estimator]:
-    available_methods()
-    if name not in _REGISTRY:
-        raise UsageError(f"unknown method {name!r}; choose from {', '.join(available_methods())}")
-    return _REGISTRY[name]

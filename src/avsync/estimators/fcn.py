@@ -15,7 +15,7 @@ from functools import lru_cache
 import numpy as np
 
 from ..errors import MissingWeights, UsageError
-from .base import Estimate, Estimator, LagProfile, register
+from .base import Estimate, Estimator, EstimatorOptions, LagProfile, register
 
 #: the model shipped with the package (trained and exported by the commands in the README):
 #: the ONNX file runs without torch and is preferred when ONNX Runtime is installed
@@ -156,9 +156,9 @@ class FCNEstimator(Estimator):
     def _fuse(self, params, features, t0, t1, fcn_ms, fcn_conf, stats):
         """Stack with the weight-free lips estimate of the same span (:mod:`avsync.estimators.stacked`)."""
         from .stacked import Pair, fuse
-        from .base import EstimatorOptions, get_estimator
+        from .lips import LipsEstimator
 
-        lips = get_estimator("lips", EstimatorOptions(max_lag_ms=self.options.max_lag_ms)).estimate(features, t0, t1)
+        lips = LipsEstimator(EstimatorOptions(max_lag_ms=self.options.max_lag_ms)).estimate(features, t0, t1)
         fps = float(features.info.video_fps or 25.0)
         pair = Pair(lips.offset_ms, float(lips.confidence), fcn_ms, fcn_conf, 1000.0 / fps)
         off, conf, src = fuse(params, pair)

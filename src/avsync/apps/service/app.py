@@ -20,7 +20,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ...estimators.base import available_methods
+from ...estimators.registry import available_methods
 from ...timeline import TOLERANCE_NAMES
 from .jobs import open_job_store, remove_upload, run_job, run_sync
 from .uploads import UploadError, receive_upload

@@ -14,11 +14,11 @@ from functools import lru_cache
 import numpy as np
 
 from ...errors import MissingWeights, UsageError
-from ..base import LagProfile
+from ..base import Estimate, LagProfile
 from ...media import open_media
 from ...media.source import MediaInfo
 from ...report import Report, Window
-from ...timeline import fit_drift, tolerance, verdict, window_spans
+from ...timeline import build_report, tolerance, window_spans
 from . import faces as facemod
 from .prep import FPS, Timeline25, require_windows
 from .score import SAMPLES_PER_FRAME, VSHIFT, Scorer, SyncScore, curve_score, score_from_embeddings, windows_count
@@ -272,31 +272,18 @@ def to_report(res: SyncNetResult, tolerance_name: str = "ebu-r37", window_s: flo
                      "timing": res.timing, "figures": res.figures}
     if best is None:
         reason = "no face track long enough for SyncNet" if res.crop == "auto" else "too short for SyncNet"
-        rep = Report(media=info.to_dict(), method="syncnet", offset_ms=None, confidence=0.0,
-                     verdict="not_assessable", tolerance=tol, reason=reason, cue="lips")
-        rep.extra = {"lse_d": None, "lse_c": None, "syncnet": syncnet}
-        return rep
+        return build_report(info.to_dict(), "syncnet", Estimate.abstain(reason, cue="lips"), [], tol,
+                            extra={"lse_d": None, "lse_c": None, "syncnet": syncnet})
     s = best.score
-    offset_ms = s.offset * 1000.0 / FPS
-    conf = conf_probability(s.confidence)
     lags = np.array([(VSHIFT - j) * 1000.0 / FPS for j in range(2 * VSHIFT + 1)])
+    whole = Estimate(offset_ms=s.offset * 1000.0 / FPS, confidence=conf_probability(s.confidence),
+                     profile=LagProfile(lag_ms=lags, value=s.curve.copy(), kind="distance"), cue="lips",
+                     stats={"lse_d": s.min_dist, "lse_c": s.confidence})
     windows = _timeline(res, window_s, hop_s) if timeline else []
-    drift = None
-    ok = [w for w in windows if w.offset_ms is not None]
-    if len(ok) >= 3:
-        drift = fit_drift([(w.start_s + w.end_s) / 2 for w in ok], [w.offset_ms for w in ok],
-                          [max(w.confidence, 1e-3) for w in ok])
-    v = verdict(offset_ms, conf, tol)
-    reason = "low confidence" if v == "not_assessable" else None
-    if best.audio_peak <= SILENT_PEAK:  # the numbers exist but say nothing about sync
-        v, reason = "not_assessable", "silent audio"
-    rep = Report(media=info.to_dict(), method="syncnet", offset_ms=offset_ms, confidence=conf, verdict=v,
-                 tolerance=tol, windows=windows, drift=drift,
-                 profile=LagProfile(lag_ms=lags, value=s.curve.copy(), kind="distance"),
-                 reason=reason, cue="lips",
-                 stats={"lse_d": s.min_dist, "lse_c": s.confidence})
     syncnet.update({"offset_frames_25fps": s.offset, "min_dist": round(s.min_dist, 6),
                     "confidence": round(s.confidence, 6),
                     "framewise_confidence": [round(float(x), 4) for x in s.framewise_conf]})
-    rep.extra = {"lse_d": round(s.min_dist, 6), "lse_c": round(s.confidence, 6), "syncnet": syncnet}
-    return rep
+    # silent audio: the numbers exist but say nothing about sync
+    return build_report(info.to_dict(), "syncnet", whole, windows, tol,
+                        veto="silent audio" if best.audio_peak <= SILENT_PEAK else None,
+                        extra={"lse_d": round(s.min_dist, 6), "lse_c": round(s.confidence, 6), "syncnet": syncnet})
