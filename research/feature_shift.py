@@ -14,7 +14,7 @@ import os
 
 import numpy as np
 
-from avsync.bench.shift import CONFIDENT, KNOWN_BASE_MS, SHIFTS_MS
+from avsync.bench.shift import CONFIDENT, SHIFTS_MS, read_truth
 
 
 #: leave-speakers-out folds of ../shared/media/speech for the learned models (clip-name prefixes):
@@ -29,6 +29,12 @@ SPEECH_FOLDS = {
     3: ("syncnet_example lrs2_demo_00008 lrs2_demo_00016 lrs2_demo_00022 visualvoice_noisy_restaurant "
         "ave_0lFf-HP86Q0").split(),
 }
+
+
+def _bases() -> dict:
+    """Clip name -> its own base offset from ../shared/media/TRUTH.csv (None when unknown)."""
+    path = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "media", "TRUTH.csv")
+    return {os.path.basename(k): v[0] for k, v in read_truth(path).items()} if os.path.isfile(path) else {}
 
 
 def fold_of(name: str) -> int | None:
@@ -75,7 +81,7 @@ def evaluate(features: dict, methods: list[tuple], shifts=SHIFTS_MS,
     for i, name in enumerate(names):
         if clips is not None and name not in clips:
             continue
-        base = KNOWN_BASE_MS.get(name, 0.0)
+        base = _bases().get(name)
         other = names[(i + 1) % len(names)]
         F = features[name]
         fps = float(F.info.video_fps or 25.0)
@@ -85,7 +91,7 @@ def evaluate(features: dict, methods: list[tuple], shifts=SHIFTS_MS,
                 for m, w, *more in methods:
                     extra = more[0] if more else {}
                     r = analyse(f, DetectOptions(method=m, timeline=False, weights=w, **extra))
-                    rows.append({"clip": name, "kind": kind, "shift_ms": d, "truth_ms": base + d,
+                    rows.append({"clip": name, "kind": kind, "shift_ms": d, "truth_ms": None if base is None else base + d,
                                  "estimate_ms": r.offset_ms, "confidence": r.confidence, "verdict": r.verdict,
                                  "method": more[1] if len(more) > 1 else (
                                      m if w is None else f"{m}@{os.path.basename(w)}"),

@@ -18,12 +18,16 @@ def test_bench_shift_on_synthetic_clips(tmp_path, capsys):
     d.mkdir()
     make_sample(d / "a.mp4", offset_ms=0.0, duration_s=6.0, seed=1)
     make_sample(d / "b.mp4", offset_ms=0.0, duration_s=6.0, seed=2)
+    # the clips' own base offsets (rendered in sync), as a TRUTH.csv beside them
+    (d / "TRUTH.csv").write_text("file,base_offset_ms,status,evidence\na.mp4,0,published,rendered\n"
+                                 "b.mp4,0,published,rendered\n")
     out = tmp_path / "rows.jsonl"
     rc = main(["bench", "shift", str(d), "--method", "motion", "--shifts", "200", "--workers", "1",
                "--out", str(out)])
     assert rc == 0
     text = capsys.readouterr().out
     assert "synthetic content" in text and "synthetic container" in text
+    assert "2 of 2 clips known" in text
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     # 2 clips x shifts {0, 200} x {content, container, null}
     assert len(rows) == 12

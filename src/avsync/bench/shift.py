@@ -11,6 +11,13 @@ Plus the null control (each clip's video with the audio of another clip of the s
 family, same shifts) and the mismatch check (clips named ``*mismatched*``).  Scores
 are printed three ways (absolute, consistency, null) per family, per clip length and
 per shift kind, with timing.
+
+Each clip's own base offset comes from a ``TRUTH.csv`` beside the clips (in their folder
+or a parent folder: ``file,base_offset_ms,status,evidence`` with ``file`` relative to the
+CSV; status ``published``, ``audited``, ``corpus`` or ``unknown``).  The ABSOLUTE score
+covers only clips with a known base; consistency and confident errors cover all clips
+(on a clip of unknown base an answer is a confident error when it is more than two frames
+from the clip's own consensus, the median of its shift-corrected estimates).
 """
 from __future__ import annotations
 
@@ -29,15 +36,9 @@ import numpy as np
 SHIFTS_MS = [0, 20, -20, 40, -40, 120, -120, 240, -240, 333, -333, 400, -400, 600, -600]
 VIDEO_EXT = {".mp4", ".avi", ".mkv", ".mov", ".mpg", ".mpeg", ".flv", ".webm", ".m4v", ".ts"}
 
-#: Base offsets of clips that are not in sync by themselves (REFERENCE.md): SyncNet's
-#: +3 frames for its demo clip, and the measured extra audio lag of the re-encoded copies.
-KNOWN_BASE_MS = {
-    "syncnet_example.avi": 120.0,
-    "syncnetfcn_test_offset_0.avi": 120.0,
-    "syncnetfcn_test_offset_5.avi": 120.0 - 189.0,
-    "syncnetfcn_test_offset_12.avi": 120.0 - 469.0,
-}
 CONFIDENT = 0.5
+TRUTH_NAME = "TRUTH.csv"
+KNOWN_STATUSES = ("published", "audited", "corpus")
 
 
 @dataclass
@@ -55,6 +56,8 @@ class Row:
     seconds: float
     method: str
     error: str | None = None
+    #: where the clip's base offset comes from (TRUTH.csv status), "none" without a TRUTH.csv row
+    base: str = "none"
 
     @property
     def frame_ms(self) -> float:
@@ -142,7 +145,7 @@ def _measure(job: tuple) -> list[Row]:
     from ..features import extract_features
     from ..media import open_media
 
-    clip, family, kind, shift, truth, path, method, tmpdir, audio_from = job
+    clip, family, kind, shift, truth, path, method, tmpdir, audio_from, status = job
     specs = parse_methods(method)
     t = time.perf_counter()
     created = None
@@ -174,16 +177,16 @@ def _measure(job: tuple) -> list[Row]:
                 r = analyse(feats, DetectOptions(method=name, timeline=False, weights=weights))
             except AvsyncError as exc:
                 rows.append(Row(clip, family, kind, shift, truth, None, 0.0, "error", 25.0, 0.0,
-                                time.perf_counter() - t1, label, str(exc)))
+                                time.perf_counter() - t1, label, str(exc), status))
                 continue
             r.media = feats.info.to_dict()
             rows.append(Row(clip, family, kind, shift, truth, r.offset_ms, r.confidence, r.verdict,
                             float(r.media.get("video_fps") or 25.0), float(r.media.get("duration_s") or 0.0),
-                            t_feat + time.perf_counter() - t1, label))
+                            t_feat + time.perf_counter() - t1, label, None, status))
         return rows
     except AvsyncError as exc:
         return [Row(clip, family, kind, shift, truth, None, 0.0, "error", 25.0, 0.0,
-                    time.perf_counter() - t, n if w is None else f"{n}@{os.path.basename(w)}", str(exc))
+                    time.perf_counter() - t, n if w is None else f"{n}@{os.path.basename(w)}", str(exc), status)
                 for n, w in specs]
     finally:
         if created and os.path.exists(created):
@@ -203,7 +206,52 @@ def find_clips(dirs: list[str]) -> list[tuple[str, str]]:
     return out
 
 
-def plan_jobs(clips, method: str, shifts=SHIFTS_MS, tmpdir: str = "/tmp") -> list[tuple]:
+def read_truth(csv_path: str) -> dict[str, tuple[float | None, str]]:
+    """``TRUTH.csv`` as {absolute clip path: (base offset ms or None, status)}."""
+    import csv
+
+    from ..errors import UsageError
+
+    folder = os.path.dirname(os.path.abspath(csv_path))
+    out = {}
+    try:
+        with open(csv_path, newline="", encoding="utf-8") as fh:
+            for row in csv.DictReader(fh):
+                status = (row.get("status") or "").strip()
+                value = (row.get("base_offset_ms") or "").strip()
+                base = float(value) if status in KNOWN_STATUSES and value else None
+                out[os.path.normpath(os.path.join(folder, row["file"]))] = (base, status or "unknown")
+    except (OSError, KeyError, ValueError) as exc:
+        raise UsageError(f"{csv_path}: not a readable truth table ({exc})") from None
+    return out
+
+
+def truth_for(clips, truth_csv: str | None = None) -> dict[str, tuple[float | None, str]]:
+    """Each clip's (base, status): from ``truth_csv`` when given, else from the nearest
+    ``TRUTH.csv`` in the clip's folder or above it (two levels); ``(None, "none")`` without one."""
+    tables: dict[str, dict] = {}
+    out = {}
+    for _, p in clips:
+        ap = os.path.normpath(os.path.abspath(p))
+        candidates = [truth_csv] if truth_csv else [
+            os.path.join(os.path.dirname(ap), *([".."] * up), TRUTH_NAME) for up in range(3)]
+        found = (None, "none")
+        for c in candidates:
+            c = os.path.normpath(c)
+            if not os.path.isfile(c):
+                continue
+            if c not in tables:
+                tables[c] = read_truth(c)
+            if ap in tables[c]:
+                found = tables[c][ap]
+                break
+        out[p] = found
+    return out
+
+
+def plan_jobs(clips, method: str, shifts=SHIFTS_MS, tmpdir: str = "/tmp",
+              truth: dict[str, tuple[float | None, str]] | None = None) -> list[tuple]:
+    truth = truth if truth is not None else truth_for(clips)
     jobs = []
     by_family = defaultdict(list)
     for fam, p in clips:
@@ -212,16 +260,17 @@ def plan_jobs(clips, method: str, shifts=SHIFTS_MS, tmpdir: str = "/tmp") -> lis
     for fam, p in clips:
         name = os.path.basename(p)
         if "mismatched" in name:
-            jobs.append((name, fam, "mismatch", 0.0, None, p, method, tmpdir, None))
+            jobs.append((name, fam, "mismatch", 0.0, None, p, method, tmpdir, None, "none"))
             continue
-        base = KNOWN_BASE_MS.get(name, 0.0)
+        base, status = truth.get(p, (None, "none"))
         peers = by_family[fam]
         other = peers[(peers.index(p) + 1) % len(peers)] if len(peers) > 1 else None
         for d in shifts:
-            jobs.append((name, fam, "content", float(d), base + d, p, method, tmpdir, None))
-            jobs.append((name, fam, "container", float(d), base + d, p, method, tmpdir, None))
+            real = None if base is None else base + d
+            jobs.append((name, fam, "content", float(d), real, p, method, tmpdir, None, status))
+            jobs.append((name, fam, "container", float(d), real, p, method, tmpdir, None, status))
             if other is not None:
-                jobs.append((name, fam, "null", float(d), None, p, method, tmpdir, other))
+                jobs.append((name, fam, "null", float(d), None, p, method, tmpdir, other, status))
     return jobs
 
 
@@ -236,22 +285,38 @@ def score(rows: list[Row]) -> dict:
     null = [r for r in rows if r.kind == "null"]
     out = {"n": len(real), "n_null": len(null)}
     if real:
-        err = np.array([np.inf if r.estimate_ms is None else abs(r.estimate_ms - r.truth_ms) for r in real])
         fr = np.array([r.frame_ms for r in real])
         conf = np.array([r.confidence for r in real])
+        known = np.array([r.truth_ms is not None for r in real])
+        est = np.array([np.nan if r.estimate_ms is None else r.estimate_ms for r in real])
+        out["n_known"] = int(known.sum())
+        out["clips"] = len({r.clip for r in real})
+        out["clips_known"] = len({r.clip for r in real if r.truth_ms is not None})
+        # error against the truth (known base) or against the clip's own consensus (unknown base)
+        consensus = _consensus(real)
+        ref = np.array([r.truth_ms if r.truth_ms is not None else
+                        (np.nan if consensus.get((r.clip, r.kind)) is None else consensus[(r.clip, r.kind)] + r.shift_ms)
+                        for r in real])
+        with np.errstate(invalid="ignore"):
+            err = np.where(np.isfinite(est), np.abs(est - ref), np.inf)
+        err = np.where(np.isnan(err), np.inf, err)
         ok1 = err <= fr + 1e-6
         ok2 = err <= 2 * fr + 1e-6
-        out["abs_1f"] = ok1.mean()
-        out["abs_2f"] = ok2.mean()
-        fin = np.isfinite(err)
-        out["mae_ms"] = float(np.mean(err[fin])) if fin.any() else np.nan
-        out["abstain"] = float(np.mean(~fin))
-        out["confident_wrong"] = float(np.mean((conf >= CONFIDENT) & ~ok2))
+        out["abstain"] = float(np.mean(~np.isfinite(est)))
+        out["confident_wrong"] = float(np.mean((conf >= CONFIDENT) & np.isfinite(est) & ~ok2))
         c = conf >= CONFIDENT
         out["coverage"] = float(c.mean())
-        out["acc_confident"] = float(ok1[c].mean()) if c.any() else np.nan
-        order = np.argsort(-conf, kind="stable")[: max(1, int(round(0.8 * len(real))))]
-        out["acc_top80"] = float(ok1[order].mean())
+        if known.any():
+            k1, k2, ek = ok1[known], ok2[known], err[known]
+            out["abs_1f"] = k1.mean()
+            out["abs_2f"] = k2.mean()
+            fin = np.isfinite(ek)
+            out["mae_ms"] = float(np.mean(ek[fin])) if fin.any() else np.nan
+            ck = c[known]
+            out["acc_confident"] = float(k1[ck].mean()) if ck.any() else np.nan
+            out["coverage_known"] = float(ck.mean())
+            order = np.argsort(-conf[known], kind="stable")[: max(1, int(round(0.8 * known.sum())))]
+            out["acc_top80"] = float(k1[order].mean())
         # consistency against the same clip's own e(0) of the same kind
         e0 = {(r.clip, r.kind): r.estimate_ms for r in real if r.shift_ms == 0}
         cons = []
@@ -270,11 +335,37 @@ def score(rows: list[Row]) -> dict:
     return out
 
 
-COLUMNS = [("n", "n", "{:4d}"), ("abs_1f", "abs<=1f%", None), ("abs_2f", "abs<=2f%", None),
+def _consensus(rows: list[Row]) -> dict[tuple[str, str], float]:
+    """Per (clip, kind): the median shift-corrected estimate ``e(d) - d`` (the clip's own base
+    as the method sees it), over the answers given with confidence >= CONFIDENT, or over all
+    answers when none is confident."""
+    groups: dict[tuple[str, str], list[tuple[float, float]]] = defaultdict(list)
+    for r in rows:
+        if r.estimate_ms is not None:
+            groups[(r.clip, r.kind)].append((r.estimate_ms - r.shift_ms, r.confidence))
+    out = {}
+    for key, vals in groups.items():
+        conf = [v for v, c in vals if c >= CONFIDENT]
+        out[key] = float(np.median(conf if conf else [v for v, _ in vals]))
+    return out
+
+
+COLUMNS = [("n", "n", "{:4d}"), ("n_known", "known", "{:5d}"), ("abs_1f", "abs<=1f%", None), ("abs_2f", "abs<=2f%", None),
            ("mae_ms", "MAE ms", "{:7.1f}"), ("consistency", "consist%", None),
            ("null_consistency", "nullcons%", None), ("null_false_conf", "nullFC%", None),
            ("confident_wrong", "confWrong%", None), ("coverage", "cover%", None),
            ("acc_confident", "acc@conf%", None), ("acc_top80", "acc@top80%", None), ("abstain", "abstain%", None)]
+
+LEGEND = """\
+n: measurements (clip x shift); known: of them on clips whose base offset TRUTH.csv gives (published,
+audited or corpus). abs<=1f% / abs<=2f%: estimate within one / two frames of base + shift, on known clips
+only; MAE: their mean absolute error. consist%: e(d) - e(0) within one frame of d (all clips).
+nullcons% / nullFC%: the same on null pairs (another clip's audio; no true offset) and the share of them
+answered in_sync or with confidence >= 0.5. confWrong%: answers off by more than two frames with
+confidence >= 0.5, over all clips (unknown base: judged against the clip's consensus, the median of its
+confident shift-corrected estimates). cover%: answers with confidence >= 0.5. acc@conf%: within one frame
+among them (known clips). acc@top80%: within one frame among the 80 % most confident (known clips).
+abstain%: no offset at all."""
 
 
 def format_table(title: str, groups: dict[str, list[Row]]) -> str:
@@ -295,6 +386,10 @@ def format_table(title: str, groups: dict[str, list[Row]]) -> str:
     return "\n".join(lines)
 
 
+def _ms(x) -> str:
+    return "-" if x is None else f"{x:+.0f} ms"
+
+
 def report(rows: list[Row], wall_s: float, workers: int) -> str:
     real = [r for r in rows if r.kind != "mismatch"]
     out = []
@@ -312,6 +407,21 @@ def report(rows: list[Row], wall_s: float, workers: int) -> str:
             by[(r.family, r.kind, "all")].append(r)
     groups = {f"{f} {k} {ln}": by[(f, k, ln)] for (f, k, ln) in sorted(by)}
     out.append(format_table("Shift benchmark (absolute = vs base + shift; null = other clip's audio)", groups))
+    out.append(LEGEND)
+    clips = sorted({r.clip for r in real if r.kind != "null"})
+    known = sorted({r.clip for r in real if r.kind != "null" and r.truth_ms is not None})
+    statuses = defaultdict(int)
+    for c in clips:
+        statuses[next(r.base for r in real if r.clip == c)] += 1
+    out.append(f"\nBase offsets: {len(known)} of {len(clips)} clips known ("
+               + ", ".join(f"{k} {v}" for k, v in sorted(statuses.items())) + ")")
+    unknown = [c for c in clips if c not in known]
+    if unknown:
+        cons = _consensus([r for r in real if r.kind == "content"])
+        e0 = {r.clip: r for r in real if r.kind == "content" and r.shift_ms == 0}
+        out.append("Clips of unknown base (absolute not scored), unshifted estimate / consensus: " + "; ".join(
+            f"{c} {_ms(e0[c].estimate_ms) if c in e0 else '-'} ({e0[c].confidence:.2f}) / {_ms(cons.get((c, 'content')))}"
+            if c in e0 else c for c in unknown))
     mism = [r for r in rows if r.kind == "mismatch"]
     if mism:
         bad = [r for r in mism if r.verdict == "in_sync" and r.confidence >= CONFIDENT]
@@ -331,7 +441,7 @@ def report(rows: list[Row], wall_s: float, workers: int) -> str:
 
 
 def run(dirs: list[str], method: str = "auto", shifts=SHIFTS_MS, workers: int | None = None,
-        progress=None) -> tuple[list[Row], float]:
+        progress=None, truth_csv: str | None = None) -> tuple[list[Row], float]:
     clips = find_clips(dirs)
     if not clips:
         from ..errors import UsageError
@@ -340,7 +450,7 @@ def run(dirs: list[str], method: str = "auto", shifts=SHIFTS_MS, workers: int | 
     workers = workers or max(1, os.cpu_count() or 1)
     t = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="avsync-bench-") as tmp:
-        jobs = plan_jobs(clips, method, shifts, tmp)
+        jobs = plan_jobs(clips, method, shifts, tmp, truth_for(clips, truth_csv))
         rows = []
         with ProcessPoolExecutor(workers) as ex:
             for i, batch in enumerate(ex.map(_measure, jobs, chunksize=4)):
@@ -348,6 +458,30 @@ def run(dirs: list[str], method: str = "auto", shifts=SHIFTS_MS, workers: int | 
                 if progress:
                     progress(i + 1, len(jobs))
     return rows, time.perf_counter() - t
+
+
+def load_rows(path: str, dirs: list[str], truth_csv: str | None = None) -> list[Row]:
+    """Rows saved by ``--out``, with each clip's truth taken afresh from TRUTH.csv."""
+    from ..errors import UsageError
+
+    clips = find_clips(dirs)
+    truth = {os.path.basename(p): t for p, t in truth_for(clips, truth_csv).items()}
+    fields = set(Row.__dataclass_fields__)
+    rows = []
+    try:
+        with open(path, encoding="utf-8") as fh:
+            for line in fh:
+                if line.strip():
+                    d = {k: v for k, v in json.loads(line).items() if k in fields}
+                    rows.append(Row(**d))
+    except (OSError, ValueError, TypeError) as exc:
+        raise UsageError(f"{path}: not a file of bench rows ({exc})") from None
+    for r in rows:
+        base, status = truth.get(r.clip, (None, "none"))
+        r.base = status
+        if r.kind in ("content", "container"):
+            r.truth_ms = None if base is None else base + r.shift_ms
+    return rows
 
 
 def main(args) -> int:
@@ -368,7 +502,11 @@ def main(args) -> int:
             raise UsageError(f"--shifts: not a comma-separated list of ms: {args.shifts!r}") from None
         if 0.0 not in shifts:
             shifts = [0.0, *shifts]  # consistency is judged against the unshifted estimate
-    rows, wall = run(args.dirs, args.method, shifts=shifts, workers=workers, progress=progress)
+    if getattr(args, "rows", None):
+        rows, wall = load_rows(args.rows, args.dirs, getattr(args, "truth", None)), 0.0
+    else:
+        rows, wall = run(args.dirs, args.method, shifts=shifts, workers=workers, progress=progress,
+                         truth_csv=getattr(args, "truth", None))
     print(f"avsync bench shift, method {args.method}, {time.strftime('%Y-%m-%d')}, "
           f"{platform.machine()} {os.cpu_count()} cores, {platform.python_version()}")
     methods = list(dict.fromkeys(r.method for r in rows))

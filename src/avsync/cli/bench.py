@@ -15,6 +15,11 @@ def register(subparsers) -> None:
     s.add_argument("--workers", type=int, default=None, help="parallel processes (default: all cores)")
     s.add_argument("--shifts", metavar="MS,MS,...",
                    help="comma-separated shifts in ms (default: 0,+-20,+-40,+-120,+-240,+-333,+-400,+-600)")
+    s.add_argument("--truth", metavar="CSV",
+                   help="clips' own base offsets (default: the TRUTH.csv in the clips' folder or above it)")
+    s.add_argument("--rows", metavar="JSONL",
+                   help="score measurements saved earlier with --out instead of measuring (the truth is "
+                        "read afresh)")
     s.set_defaults(func=run_shift)
     c = sub.add_parser("calibrate", help="fit the weight-free estimators' bias and confidence on training clips")
     c.add_argument("train_dir", metavar="TRAIN_DIR")
