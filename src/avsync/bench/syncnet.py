@@ -2,7 +2,7 @@
 agreement with the exact mode.
 
 For every clip: the exact (fp32) run and each other mode (``--modes``: fast = bfloat16, onnx =
-ONNX Runtime fp32, onnx-int8 = ONNX Runtime dynamic int8), each ``--runs`` times
+ONNX Runtime fp32), each ``--runs`` times
 (interleaved; the run with the shortest inference is kept: this measures the code, not the
 neighbours on a shared machine),
 printing decode/face time, inference time, windows per second, achieved GFLOP/s, the

@@ -23,11 +23,11 @@ SAMPLES_PER_FRAME = 640  # 16 kHz / 25 fps
 CROP = 224
 #: torch.nn.functional.pairwise_distance adds this to the difference before the norm
 PAIRWISE_EPS = 1e-6
-#: exact: torch fp32; fast: torch bfloat16; onnx: ONNX Runtime fp32; onnx-int8: ONNX Runtime, dynamic int8
-PRECISIONS = ("exact", "fast", "onnx", "onnx-int8")
+#: exact: torch fp32; fast: torch bfloat16; onnx: ONNX Runtime fp32
+PRECISIONS = ("exact", "fast", "onnx")
 #: lip windows per batch: small batches keep the first layer's output in cache (per-window CPU time
 #: measured single-threaded for batches of 2..40: fp32 best near 4-8, bfloat16 near 8-12)
-DEFAULT_BATCH = {"exact": 8, "fast": 12, "onnx": 8, "onnx-int8": 8}
+DEFAULT_BATCH = {"exact": 8, "fast": 12, "onnx": 8}
 
 
 @dataclass
@@ -79,14 +79,14 @@ def curve_score(dists: np.ndarray, vshift: int = VSHIFT) -> SyncScore:
 
 
 class Scorer:
-    """Batched embeddings in inference mode; ``precision`` 'exact' (fp32), 'fast' (bfloat16),
-    'onnx' (ONNX Runtime fp32) or 'onnx-int8' (ONNX Runtime, dynamic int8; see :mod:`.onnx_rt`)."""
+    """Batched embeddings in inference mode; ``precision`` 'exact' (fp32), 'fast' (bfloat16) or
+    'onnx' (ONNX Runtime fp32, see :mod:`avsync.nn.onnx`)."""
 
     def __init__(self, model: SyncNetV2 | str | os.PathLike, precision: str = "exact", batch: int | None = None,
                  threads: int | None = None, device: str | None = None):
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}")
-        onnx = precision.startswith("onnx")
+        onnx = precision == "onnx"
         if onnx:  # before loading anything: a missing onnxruntime is one line
             from ...nn.onnx import require_onnx
 
@@ -112,7 +112,7 @@ class Scorer:
         if onnx:
             from ...nn.onnx import build
 
-            self.lip, self.aud = build(precision, self.lip, self.aud, threads, key)
+            self.lip, self.aud = build(self.lip, self.aud, threads, key)
         self.batch = batch or DEFAULT_BATCH[precision]
         self.lip_seconds = 0.0
         self.aud_seconds = 0.0
