@@ -18,7 +18,7 @@ import numpy as np
 
 
 def _once(path, opts):
-    from ..estimators.syncnet.run import run_file
+    from ..estimators.syncnet.plugin import run_file
 
     cpu = time.process_time()
     t = time.perf_counter()
@@ -50,7 +50,7 @@ def _modes(args) -> tuple[str, ...]:
 def main(args) -> int:
     from dataclasses import replace
 
-    from ..estimators.syncnet.run import SyncNetOptions, resolve_weights
+    from ..estimators.syncnet.plugin import SyncNetOptions, resolve_weights
 
     base = SyncNetOptions(weights=resolve_weights(args.weights), crop=args.crop, threads=args.threads,
                           batch=args.batch)
