@@ -3,7 +3,7 @@
 (``shared/spec/syncnet-v2.md``), as a whole-file method.
 
 The pipeline, all in memory: decode on the reference's 25-fps timeline (:mod:`.prep`); find
-the face tracks in small grey pictures (:mod:`.faces`),
+the face tracks in small grey pictures (:func:`scan_faces`, on :mod:`avsync.features.faces`),
 or take every picture as the crop (``crop none``); decode again in colour, cut each track's
 224x224 crops and embed them in batches while decoding; embed the audio's MFCC windows
 (:mod:`.mfcc`); score every track as the reference does (:mod:`.score`); choose the track with
@@ -23,12 +23,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ...errors import MissingWeights, UsageError
+from ...features import faces as facemod
 from ...media import open_media
 from ...media.source import MediaInfo
 from ...report import Report, Window
 from ...timeline import build_report, tolerance, window_spans
 from ..base import Estimate, Estimator, LagProfile, register
-from . import faces as facemod
 from .prep import FPS, SAMPLES_PER_FRAME, Timeline25, require_windows, windows_count
 
 if TYPE_CHECKING:
@@ -196,7 +196,7 @@ def _run_none(path, scorer, options, progress, timing) -> SyncNetResult:
                         crop="none")
     if options.debug_dir:
         res.debug_png = _debug_path(options.debug_dir, path)
-        facemod.write_debug_png(res.debug_png, None, [], keep, f"{os.path.basename(path)}: crop none")
+        write_debug_png(res.debug_png, None, [], keep, f"{os.path.basename(path)}: crop none")
     return res
 
 
@@ -206,7 +206,7 @@ def _run_faces(path, scorer, options, progress, timing) -> SyncNetResult:
     t = time.perf_counter()
     with open_media(path) as src:
         src.require(audio=True, video=True)  # before the face pass, not after it
-        scan = facemod.find_tracks(src, options.detector, options.detect_every)
+        scan = scan_faces(src, options.detector, options.detect_every)
     timing["faces_s"] = round(time.perf_counter() - t, 3)
     streams = {i: scorer.lip_stream() for i, tr in enumerate(scan.tracks)}
     mids = {i: tr.start + len(tr) // 2 for i, tr in enumerate(scan.tracks)}
@@ -257,14 +257,61 @@ def _run_faces(path, scorer, options, progress, timing) -> SyncNetResult:
             boxes = [(tr.box_at(k), f"track {j}") for j, tr in enumerate(scan.tracks) if tr.box_at(k) is not None]
             title = (f"{os.path.basename(path)}: {len(results)} track(s), coverage {scan.coverage:.0%}, "
                      f"chosen {chosen}")
-            facemod.write_debug_png(res.debug_png, debug_frames.get(i), boxes, debug_crops[i], title, scan.detector)
+            write_debug_png(res.debug_png, debug_frames.get(i), boxes, debug_crops[i], title, scan.detector)
         else:
-            facemod.write_debug_png(res.debug_png, None, [], [], f"{os.path.basename(path)}: no face track")
+            write_debug_png(res.debug_png, None, [], [], f"{os.path.basename(path)}: no face track")
     return res
 
 
 def _peak(samples: np.ndarray) -> int:
     return int(np.abs(samples.astype(np.int32)).max()) if samples.size else 0
+
+
+def scan_faces(source, detector: str = "hog", detect_every: int = 5, analysis_side: int = 640,
+               progress=None) -> facemod.FaceScan:
+    """Pass 1 over ``source`` (a MediaSource): shots, detections and face tracks on the 25-fps
+    timeline, from grey pictures at most ``analysis_side`` pixels (boxes in full-frame pixels)."""
+    info = source.info
+    tl = Timeline25(source, colour=False, max_side=analysis_side, progress=progress, audio=False)
+    return facemod.find_tracks(tl, (info.width, info.height), detector, detect_every)
+
+
+# -- the debug picture ---------------------------------------------------------------------------
+def write_debug_png(path: str, frame: np.ndarray | None, boxes: list[tuple[np.ndarray, str]],
+                    crops: list[np.ndarray], title: str = "", detector: str = "hog") -> None:
+    """One picture: the frame with every face box and its crop square, and a row of crops.
+    Written to a temporary name and renamed."""
+    import cv2
+
+    rows = []
+    if frame is not None:
+        img = frame.copy()
+        for box, label in boxes:
+            b = [int(v) for v in box]
+            cv2.rectangle(img, (b[0], b[1]), (b[2], b[3]), (0, 255, 0), 2)
+            c = [int(v) for v in facemod.crop_box(box, detector)]
+            cv2.rectangle(img, (c[0], c[1]), (c[2], c[3]), (0, 0, 255), 2)
+            cv2.putText(img, label, (b[0], max(12, b[1] - 6)), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 255, 0), 2)
+        h = facemod.CROP * 2
+        img = cv2.resize(img, (max(1, int(img.shape[1] * h / img.shape[0])), h))
+        rows.append(img)
+    if crops:
+        strip = np.concatenate(crops[:8], 1)
+        rows.append(strip)
+    if not rows:
+        return
+    width = max(r.shape[1] for r in rows)
+    canvas = np.full((sum(r.shape[0] for r in rows) + 24, width, 3), 255, np.uint8)
+    cv2.putText(canvas, title[:120], (4, 17), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1)
+    y = 24
+    for r in rows:
+        canvas[y:y + r.shape[0], :r.shape[1]] = r
+        y += r.shape[0]
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = path + ".part.png"
+    if not cv2.imwrite(tmp, canvas):
+        raise OSError(f"cannot write {path}")
+    os.replace(tmp, path)
 
 
 def _debug_path(folder: str, path: str) -> str:

@@ -15,12 +15,12 @@ import torch
 from scipy.signal import medfilt
 
 from ...errors import UsageError
+from ...features.faces import CROP
 from ...nn.syncnet_v2 import FastAud, FastLip, SyncNetV2, audio_flops, lip_flops, load_model
 from .mfcc import mfcc
 from .prep import RATE
 
 VSHIFT = 15
-CROP = 224
 #: torch.nn.functional.pairwise_distance adds this to the difference before the norm
 PAIRWISE_EPS = 1e-6
 #: exact: torch fp32; fast: torch bfloat16; onnx: ONNX Runtime fp32
