@@ -34,7 +34,7 @@ class DetectOptions:
     weights: str | None = None
     #: face crops for learned lip methods: "auto" (detect and track) or "none" (the input is a face crop)
     crop: str = "auto"
-    #: "exact" or "fast" (reduced precision) for learned methods; syncnet also "onnx" / "onnx-int8"
+    #: "exact" or "fast" (reduced precision) for learned methods; syncnet also "onnx"
     precision: str = "exact"
     #: folder for debug pictures (learned lip methods: the face crops)
     debug_dir: str | None = None

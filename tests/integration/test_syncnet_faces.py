@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 
 from avsync.media import open_media
-from avsync.estimators.syncnet.faces import crop, detect_faces, find_tracks
+from avsync.estimators.syncnet.plugin import scan_faces
 from avsync.estimators.syncnet.prep import Timeline25
+from avsync.features.faces import crop, detect_faces
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")
 #: clips that are already face crops made by a lip-reading pipeline (``--crop none`` inputs)
@@ -33,7 +34,7 @@ def test_face_track_coverage_on_every_speech_clip(media_dir):
             continue
         seen += 1
         with open_media(clip) as src:
-            scan = find_tracks(src)
+            scan = scan_faces(src)
         if scan.coverage < 0.9:
             low[clip.name] = round(scan.coverage, 3)
         # the tracks' boxes lie on the picture and have a face's size
@@ -48,7 +49,7 @@ def test_crops_are_centred_faces(media_dir):
     """The 224 crop of a tracked face contains a face again, near the middle, of the reference's size."""
     clip = media_dir / "speech/vretalk_face2.mp4"
     with open_media(clip) as src:
-        scan = find_tracks(src)
+        scan = scan_faces(src)
     assert len(scan.tracks) == 1
     tr = scan.tracks[0]
     found = 0
@@ -60,7 +61,7 @@ def test_crops_are_centred_faces(media_dir):
             assert c.shape == (224, 224, 3) and c.dtype == np.uint8
             faces = detect_faces(np.ascontiguousarray(c[:, :, 1]))
             if faces:
-                b = faces[0][0]
+                b = faces[0].box
                 cx = (b[0] + b[2]) / 2
                 width = b[2] - b[0]
                 assert 80 < cx < 144 and 90 < width < 160, b
@@ -80,7 +81,7 @@ def test_two_faces_and_a_shot_change(media_dir, tmp_path):
     _ffmpeg("-i", a, "-i", b, "-filter_complex", "[0:v]scale=480:480[l];[1:v]scale=480:480[r];[l][r]hstack",
             "-map", "0:a", "-t", "3", "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", side)
     with open_media(side) as src:
-        scan = find_tracks(src)
+        scan = scan_faces(src)
     assert len(scan.tracks) == 2
     centres = sorted((t.boxes[:, 0] + t.boxes[:, 2]).mean() / 2 for t in scan.tracks)
     assert centres[0] < 480 < centres[1]
@@ -89,7 +90,7 @@ def test_two_faces_and_a_shot_change(media_dir, tmp_path):
             "[0:v]trim=0:2,setpts=PTS-STARTPTS,scale=480:480[l];[1:v]trim=0:2,setpts=PTS-STARTPTS,scale=480:480[r];"
             "[l][r]concat=n=2:v=1:a=0", "-c:v", "libx264", "-preset", "ultrafast", "-an", cut)
     with open_media(cut) as src:
-        scan = find_tracks(src)
+        scan = scan_faces(src)
     assert len(scan.shots) == 1 and abs(scan.shots[0] - 50) <= 1
     assert len(scan.tracks) == 2
     assert all(t.end <= scan.shots[0] or t.start >= scan.shots[0] for t in scan.tracks)

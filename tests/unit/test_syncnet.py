@@ -19,7 +19,8 @@ from avsync.cli.main import main  # noqa: E402
 from avsync.media.synth import make_clip  # noqa: E402
 from avsync.nn.syncnet_v2 import (N_PARAMETERS, FastLip, WeightsError, load_model,  # noqa: E402
                                       save_weights)
-from avsync.estimators.syncnet.score import score_from_embeddings, windows_count  # noqa: E402
+from avsync.estimators.syncnet.prep import windows_count  # noqa: E402
+from avsync.estimators.syncnet.score import score_from_embeddings  # noqa: E402
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")
 

@@ -35,9 +35,9 @@ def _hide_onnxruntime(monkeypatch):
 
 
 def test_missing_onnxruntime_is_one_line(weights, tmp_path, capsys, monkeypatch):
-    from avsync.estimators.syncnet import run as runmod
+    from avsync.estimators.syncnet import plugin
 
-    runmod._scorer.cache_clear()
+    plugin._scorer.cache_clear()
     _hide_onnxruntime(monkeypatch)
     clip = tmp_path / "c.mp4"
     make_clip(clip, duration_s=1.0, width=64, height=64, audio_rate=16000)

@@ -2,7 +2,7 @@
 agreement with the exact mode.
 
 For every clip: the exact (fp32) run and each other mode (``--modes``: fast = bfloat16, onnx =
-ONNX Runtime fp32, onnx-int8 = ONNX Runtime dynamic int8), each ``--runs`` times
+ONNX Runtime fp32), each ``--runs`` times
 (interleaved; the run with the shortest inference is kept: this measures the code, not the
 neighbours on a shared machine),
 printing decode/face time, inference time, windows per second, achieved GFLOP/s, the
@@ -18,7 +18,7 @@ import numpy as np
 
 
 def _once(path, opts):
-    from ..estimators.syncnet.run import run_file
+    from ..estimators.syncnet.plugin import run_file
 
     cpu = time.process_time()
     t = time.perf_counter()
@@ -50,7 +50,7 @@ def _modes(args) -> tuple[str, ...]:
 def main(args) -> int:
     from dataclasses import replace
 
-    from ..estimators.syncnet.run import SyncNetOptions, resolve_weights
+    from ..estimators.syncnet.plugin import SyncNetOptions, resolve_weights
 
     base = SyncNetOptions(weights=resolve_weights(args.weights), crop=args.crop, threads=args.threads,
                           batch=args.batch)

@@ -52,27 +52,14 @@ CORE_SHORT_WINDOW_S = 1.5
 
 
 def _mel_filters() -> np.ndarray:
-    def hz2mel(f):
-        return 2595.0 * np.log10(1 + f / 700.0)
+    from ..features.audio import mel_filterbank
 
-    def mel2hz(m):
-        return 700.0 * (10 ** (m / 2595.0) - 1)
-
-    freqs = np.fft.rfftfreq(NFFT, 1 / SR)
-    mels = np.linspace(hz2mel(20.0), hz2mel(SR / 2), N_MELS + 2)
-    hz = mel2hz(mels)
-    fb = np.zeros((N_MELS, freqs.size))
-    for i in range(N_MELS):
-        lo, c, hi = hz[i], hz[i + 1], hz[i + 2]
-        up = (freqs - lo) / max(c - lo, 1e-9)
-        down = (hi - freqs) / max(hi - c, 1e-9)
-        fb[i] = np.maximum(0, np.minimum(up, down))
-    return fb
+    return mel_filterbank(N_MELS, NFFT, SR, 20.0, SR / 2, min_width=1e-9, dtype=np.float64)
 
 
 def audio_arrays(samples: np.ndarray, t0: float) -> dict[str, np.ndarray]:
     """STFT-based audio features of 16-kHz mono ``samples`` starting at ``t0`` s."""
-    from scipy.fft import dct
+    from ..features.audio import mfcc_from_power
 
     x = np.asarray(samples, np.float32)
     n = 1 + max(0, (x.size - WIN) // HOP) if x.size >= WIN else 0
@@ -89,8 +76,7 @@ def audio_arrays(samples: np.ndarray, t0: float) -> dict[str, np.ndarray]:
     rms = np.sqrt(power.sum(1) * 2 / NFFT / (win.astype(np.float64) ** 2).sum())
     band = power[:, 3:]  # above ~90 Hz
     flat = np.exp(np.mean(np.log(band + 1e-12), 1)) / (np.mean(band, 1) + 1e-12)
-    mel = power @ _mel_filters().T
-    mfcc = dct(np.log(mel + 1e-10), type=2, norm="ortho", axis=1)[:, :N_MFCC]
+    mfcc = mfcc_from_power(power, _mel_filters(), N_MFCC, log_offset=1e-10)
     zero = np.mean(np.abs(frames) < 1e-4, axis=1)
     lb = np.log(power @ _mel_filters().T + 1e-8)
     flux = np.concatenate([[0.0], np.maximum(np.diff(lb, axis=0), 0).mean(1)])

@@ -55,7 +55,7 @@ def register(subparsers) -> None:
     sy.add_argument("--exact-only", action="store_true")
     sy.add_argument("--modes", default=None, metavar="M,M",
                     help="precisions to compare with exact (default: fast, plus onnx when onnxruntime is "
-                         "installed); any of fast, onnx, onnx-int8")
+                         "installed); any of fast, onnx")
     sy.set_defaults(func=run_syncnet)
 
 

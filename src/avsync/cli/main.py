@@ -338,10 +338,9 @@ def _analysis_parent() -> argparse.ArgumentParser:
     g.add_argument("--crop", default="auto", choices=("auto", "none"),
                    help="syncnet: auto = detect and track faces; none = the input is already a face crop")
     g.add_argument("--fast", action="store_true", help="syncnet: bfloat16 inference (about 2x faster)")
-    g.add_argument("--precision", choices=("exact", "fast", "onnx", "onnx-int8"), default=None,
+    g.add_argument("--precision", choices=("exact", "fast", "onnx"), default=None,
                    help="syncnet: exact (torch fp32, default), fast (= --fast, bfloat16), onnx (ONNX Runtime fp32; "
-                        "needs the onnx extra), onnx-int8 (ONNX Runtime dynamic int8; slower than exact on this "
-                        "project's test CPU)")
+                        "needs the onnx extra)")
     g.add_argument("--debug-dir", metavar="DIR", help="syncnet: write a PNG of the face crops per input here")
     g.add_argument("--max-lag-ms", type=positive, default=1000.0, metavar="MS",
                    help="largest offset searched, either way (default 1000)")

@@ -11,30 +11,80 @@ from fractions import Fraction
 
 import numpy as np
 
+from ..errors import UsageError
+
 HOP_S = 0.01  # 100 Hz feature rate
 WIN_S = 0.025
 #: log-mel bands for the learned estimators (50-7600 Hz)
 MEL_BANDS = 40
 
 
-def mel_filterbank(n_bands: int, nfft: int, sample_rate: int, fmin: float = 50.0, fmax: float = 7600.0) -> np.ndarray:
-    """(n_bands, nfft // 2 + 1) triangular filters equally spaced on the mel scale."""
-    def mel(f):
-        return 2595.0 * np.log10(1.0 + np.asarray(f) / 700.0)
+def hz_to_mel(hz):
+    return 2595.0 * np.log10(1.0 + np.asarray(hz) / 700.0)
 
-    def hz(m):
-        return 700.0 * (10.0 ** (np.asarray(m) / 2595.0) - 1.0)
 
-    fmax = min(fmax, sample_rate / 2)
-    edges = hz(np.linspace(mel(fmin), mel(fmax), n_bands + 2))
+def mel_to_hz(mel):
+    return 700.0 * (10.0 ** (np.asarray(mel) / 2595.0) - 1.0)
+
+
+def mel_filterbank(n_bands: int, nfft: int, sample_rate: int, fmin: float = 50.0, fmax: float | None = 7600.0, *,
+                   bins: str = "centre", min_width: float = 1e-6, dtype=np.float32) -> np.ndarray:
+    """(n_bands, nfft // 2 + 1) triangular filters equally spaced on the mel scale, from ``fmin``
+    to ``fmax`` (at most, and by default with None, half the sample rate).
+
+    ``bins="centre"``: each triangle is evaluated at the FFT bins' centre frequencies (a side
+    narrower than ``min_width`` Hz counts as ``min_width``).  ``bins="floor"``: the corners are
+    moved down to whole bins ``floor((nfft + 1) * hz / sample_rate)`` and each triangle runs from
+    its left corner (0) up to its centre (1), exclusive of its right corner, as
+    python_speech_features builds it."""
+    fmax = sample_rate / 2 if fmax is None else min(fmax, sample_rate / 2)
+    edges = mel_to_hz(np.linspace(hz_to_mel(fmin), hz_to_mel(fmax), n_bands + 2))
+    fb = np.zeros((n_bands, nfft // 2 + 1), dtype)
+    if bins == "floor":
+        corners = np.floor((nfft + 1) * edges / sample_rate)
+        k = np.arange(nfft // 2 + 1)
+        for i in range(n_bands):
+            lo, c, hi = corners[i], corners[i + 1], corners[i + 2]
+            up = (k >= int(lo)) & (k < int(c))
+            down = (k >= int(c)) & (k < int(hi))
+            fb[i, up] = (k[up] - lo) / (c - lo)
+            fb[i, down] = (hi - k[down]) / (hi - c)
+        return fb
+    if bins != "centre":
+        raise UsageError(f"mel filter bins must be 'centre' or 'floor', not {bins!r}")
     freqs = np.fft.rfftfreq(nfft, 1.0 / sample_rate)
-    fb = np.zeros((n_bands, freqs.size), np.float32)
     for i in range(n_bands):
         lo, c, hi = edges[i], edges[i + 1], edges[i + 2]
-        up = (freqs - lo) / max(c - lo, 1e-6)
-        down = (hi - freqs) / max(hi - c, 1e-6)
+        up = (freqs - lo) / max(c - lo, min_width)
+        down = (hi - freqs) / max(hi - c, min_width)
         fb[i] = np.maximum(0.0, np.minimum(up, down))
     return fb
+
+
+def mfcc_from_power(power: np.ndarray, filters: np.ndarray, n_ceps: int = 13, *, log_offset: float = 0.0,
+                    zero_floor: float | None = None, lifter: int = 0, energy_c0: bool = False) -> np.ndarray:
+    """(frames, n_ceps) MFCC of a power spectrum ``power`` (frames, bins): the mel energies
+    ``power @ filters.T`` (zeros replaced by ``zero_floor`` when given, plus ``log_offset``),
+    natural log, orthonormal DCT-II, the first ``n_ceps``; then optionally the sinusoidal
+    ``lifter`` and, with ``energy_c0``, coefficient 0 replaced by the log frame energy (its
+    zeros floored like the mel energies')."""
+    from scipy.fft import dct
+
+    mel = power @ filters.T
+    if zero_floor is not None:
+        mel = np.where(mel == 0, zero_floor, mel)
+    if log_offset:
+        mel = mel + log_offset
+    cep = dct(np.log(mel), type=2, axis=1, norm="ortho")[:, :n_ceps]
+    if lifter:
+        n = np.arange(cep.shape[1])
+        cep = cep * (1 + (lifter / 2.0) * np.sin(np.pi * n / lifter))
+    if energy_c0:
+        energy = power.sum(1)
+        if zero_floor is not None:
+            energy = np.where(energy == 0, zero_floor, energy)
+        cep[:, 0] = np.log(energy)
+    return cep
 
 
 @dataclass

@@ -1,16 +1,11 @@
 """The optional ONNX Runtime path for SyncNet: the folded lip and audio networks
 (:class:`~avsync.nn.syncnet_v2.FastLip` / ``FastAud``, fp32) exported to ONNX in memory
-with a dynamic batch axis and run by onnxruntime's CPU provider.
+with a dynamic batch axis and run by onnxruntime's CPU provider: the same fp32 arithmetic as
+the exact mode up to summation order.
 
-``onnx``: fp32, the same arithmetic as the exact mode up to summation order.
-``onnx-int8``: the exported graphs with dynamic int8 quantisation of the weights
-(onnxruntime.quantization.quantize_dynamic; activations quantised per batch at run time).
-
-The exported (and quantised) models are cached in memory per weights file (path, size,
-mtime) and kind; nothing is written to disk unless ``AVSYNC_ONNX_CACHE`` names a folder
-(then ``<folder>/<key>.onnx`` is written through a temporary name and renamed).
-quantize_dynamic itself only writes to a file: that file lives in a private temporary
-folder which is removed at once.
+The exported models are cached in memory per weights file (path, size, mtime); nothing is
+written to disk unless ``AVSYNC_ONNX_CACHE`` names a folder (then ``<folder>/<key>.onnx`` is
+written through a temporary name and renamed).
 
 Needs the ``onnx`` extra: ``pip install 'avsync[onnx]'`` (onnxruntime and onnx).
 
@@ -22,9 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import io
-import logging
 import os
-import tempfile
 import threading
 import warnings
 
@@ -32,7 +25,6 @@ import numpy as np
 
 from ..errors import UsageError
 
-KINDS = ("onnx", "onnx-int8")
 CACHE_ENV = "AVSYNC_ONNX_CACHE"
 _MEMO: dict[tuple, bytes] = {}
 _LOCK = threading.Lock()
@@ -85,30 +77,9 @@ def ort_session(data: bytes | str, threads: int):
     return ort.InferenceSession(data, sess_options=so, providers=["CPUExecutionProvider"])
 
 
-def _quantize(model_bytes: bytes) -> bytes:
-    import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    # quantize_dynamic warns through the root logger, which would configure logging for the
-    # whole program when nothing has; a NullHandler for the duration keeps the program's choice
-    root = logging.getLogger()
-    quiet = logging.NullHandler() if not root.handlers else None
-    if quiet is not None:
-        root.addHandler(quiet)
-    try:
-        with tempfile.TemporaryDirectory(prefix="avsync-onnx-") as tmp:
-            out = os.path.join(tmp, "q.onnx")
-            quantize_dynamic(onnx.load_from_string(model_bytes), out, weight_type=QuantType.QInt8, per_channel=True)
-            with open(out, "rb") as f:
-                return f.read()
-    finally:
-        if quiet is not None:
-            root.removeHandler(quiet)
-
-
-def model_bytes(net: str, kind: str, module, example, key: tuple | None) -> bytes:
-    """The serialised ONNX model of ``net`` ('lip' / 'aud') for ``kind``, memoised on ``key``."""
-    full = None if key is None else (key, net, kind)
+def model_bytes(net: str, module, example, key: tuple | None) -> bytes:
+    """The serialised ONNX model of ``net`` ('lip' / 'aud'), memoised on ``key``."""
+    full = None if key is None else (key, net)
     with _LOCK:
         if full is not None and full in _MEMO:
             return _MEMO[full]
@@ -116,7 +87,7 @@ def model_bytes(net: str, kind: str, module, example, key: tuple | None) -> byte
     path = None
     if folder and full is not None:
         digest = hashlib.sha256(repr(full).encode()).hexdigest()[:20]
-        path = os.path.join(folder, f"syncnet-{net}-{kind}-{digest}.onnx")
+        path = os.path.join(folder, f"syncnet-{net}-{digest}.onnx")
         if os.path.isfile(path):
             with open(path, "rb") as f:
                 data = f.read()
@@ -124,8 +95,6 @@ def model_bytes(net: str, kind: str, module, example, key: tuple | None) -> byte
                 _MEMO[full] = data
             return data
     data = _export(module, example)
-    if kind == "onnx-int8":
-        data = _quantize(data)
     if path is not None:
         os.makedirs(folder, exist_ok=True)
         tmp = f"{path}.{os.getpid()}.tmp"
@@ -152,17 +121,15 @@ class OrtNet:
         return torch.from_numpy(self.session.run(None, {"x": a})[0])
 
 
-def build(kind: str, lip, aud, threads: int, key: tuple | None = None) -> tuple[OrtNet, OrtNet]:
+def build(lip, aud, threads: int, key: tuple | None = None) -> tuple[OrtNet, OrtNet]:
     """ORT sessions for the fp32 folded networks ``lip`` and ``aud``."""
     import torch
 
-    if kind not in KINDS:
-        raise ValueError(f"kind must be one of {KINDS}")
     require_onnx()
     lip_x = torch.zeros(2, 15, 224, 224)
     aud_x = torch.zeros(2, 1, 13, 20)
-    return (OrtNet(model_bytes("lip", kind, lip, lip_x, key), threads),
-            OrtNet(model_bytes("aud", kind, aud, aud_x, key), threads))
+    return (OrtNet(model_bytes("lip", lip, lip_x, key), threads),
+            OrtNet(model_bytes("aud", aud, aud_x, key), threads))
 
 
 def weights_key(path: str | os.PathLike) -> tuple:

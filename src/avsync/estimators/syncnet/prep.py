@@ -21,6 +21,7 @@ from ...media.source import AudioChunk, DecodeOptions, MediaSource
 
 FPS = 25
 RATE = 16000
+SAMPLES_PER_FRAME = RATE // FPS  # 640
 TICK = Fraction(1, FPS)
 
 #: progress(done_seconds, total_seconds)
@@ -93,6 +94,11 @@ class Timeline25:
         return data
 
 
+def windows_count(video_frames: int, audio_samples: int) -> int:
+    """The reference: min(video frames, floor(samples / 640)) - 5 (can be <= 0)."""
+    return min(video_frames, audio_samples // SAMPLES_PER_FRAME) - 5
+
+
 def require_windows(frames: int, samples: int, path: str) -> None:
-    if min(frames, samples // 640) - 5 <= 0:
+    if windows_count(frames, samples) <= 0:
         raise TooShort(f"too short for SyncNet ({frames} frames at 25 fps; 6 are needed)", path)

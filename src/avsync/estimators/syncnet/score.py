@@ -14,20 +14,20 @@ import numpy as np
 import torch
 from scipy.signal import medfilt
 
+from ...errors import UsageError
+from ...features.faces import CROP
 from ...nn.syncnet_v2 import FastAud, FastLip, SyncNetV2, audio_flops, lip_flops, load_model
 from .mfcc import mfcc
+from .prep import RATE
 
 VSHIFT = 15
-FPS = 25
-SAMPLES_PER_FRAME = 640  # 16 kHz / 25 fps
-CROP = 224
 #: torch.nn.functional.pairwise_distance adds this to the difference before the norm
 PAIRWISE_EPS = 1e-6
-#: exact: torch fp32; fast: torch bfloat16; onnx: ONNX Runtime fp32; onnx-int8: ONNX Runtime, dynamic int8
-PRECISIONS = ("exact", "fast", "onnx", "onnx-int8")
+#: exact: torch fp32; fast: torch bfloat16; onnx: ONNX Runtime fp32
+PRECISIONS = ("exact", "fast", "onnx")
 #: lip windows per batch: small batches keep the first layer's output in cache (per-window CPU time
 #: measured single-threaded for batches of 2..40: fp32 best near 4-8, bfloat16 near 8-12)
-DEFAULT_BATCH = {"exact": 8, "fast": 12, "onnx": 8, "onnx-int8": 8}
+DEFAULT_BATCH = {"exact": 8, "fast": 12, "onnx": 8}
 
 
 @dataclass
@@ -46,11 +46,6 @@ class SyncScore:
     @property
     def windows(self) -> int:
         return int(self.dists.shape[0])
-
-
-def windows_count(video_frames: int, audio_samples: int) -> int:
-    """The reference: min(video frames, floor(samples / 640)) - 5 (can be <= 0)."""
-    return min(video_frames, audio_samples // SAMPLES_PER_FRAME) - 5
 
 
 def score_from_embeddings(lip: np.ndarray, aud: np.ndarray, vshift: int = VSHIFT) -> SyncScore:
@@ -79,14 +74,14 @@ def curve_score(dists: np.ndarray, vshift: int = VSHIFT) -> SyncScore:
 
 
 class Scorer:
-    """Batched embeddings in inference mode; ``precision`` 'exact' (fp32), 'fast' (bfloat16),
-    'onnx' (ONNX Runtime fp32) or 'onnx-int8' (ONNX Runtime, dynamic int8; see :mod:`.onnx_rt`)."""
+    """Batched embeddings in inference mode; ``precision`` 'exact' (fp32), 'fast' (bfloat16) or
+    'onnx' (ONNX Runtime fp32, see :mod:`avsync.nn.onnx`)."""
 
     def __init__(self, model: SyncNetV2 | str | os.PathLike, precision: str = "exact", batch: int | None = None,
                  threads: int | None = None, device: str | None = None):
         if precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}")
-        onnx = precision.startswith("onnx")
+            raise UsageError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
+        onnx = precision == "onnx"
         if onnx:  # before loading anything: a missing onnxruntime is one line
             from ...nn.onnx import require_onnx
 
@@ -112,7 +107,7 @@ class Scorer:
         if onnx:
             from ...nn.onnx import build
 
-            self.lip, self.aud = build(precision, self.lip, self.aud, threads, key)
+            self.lip, self.aud = build(self.lip, self.aud, threads, key)
         self.batch = batch or DEFAULT_BATCH[precision]
         self.lip_seconds = 0.0
         self.aud_seconds = 0.0
@@ -124,7 +119,7 @@ class Scorer:
         """Embeddings of audio windows 0..windows-1 (MFCC steps 4i .. 4i+19) of int16-scaled samples."""
         if windows <= 0:
             return np.zeros((0, 1024), np.float32)
-        cc = mfcc(samples, 16000).T.astype(np.float32)  # (13, steps)
+        cc = mfcc(samples, RATE).T.astype(np.float32)  # (13, steps)
         t = time.perf_counter()
         out = []
         cct = torch.from_numpy(np.ascontiguousarray(cc))
@@ -193,18 +188,3 @@ class LipStream:
         self.buf = []
         return np.concatenate(self.out) if self.out else np.zeros((0, 1024), np.float32)
 
-
-def score_track(scorer: Scorer, crops, audio: np.ndarray, start_frame: int = 0) -> SyncScore | None:
-    """Score one track: ``crops`` (iterable of 224x224 BGR uint8, 25 fps) against ``audio``
-    (int16-scaled samples aligned so that sample 0 is the time of the track's first frame)."""
-    stream = scorer.lip_stream()
-    for c in crops:
-        stream.add(c)
-    lip = stream.finish()
-    n = windows_count(stream.frames, int(np.asarray(audio).size))
-    if n <= 0:
-        return None
-    aud = scorer.embed_audio(audio, n)
-    s = score_from_embeddings(lip[:n], aud)
-    s.start_frame = start_frame
-    return s
