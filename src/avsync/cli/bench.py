@@ -26,6 +26,9 @@ def register(subparsers) -> None:
     c.add_argument("--out", default="src/avsync/data/calibration.json")
     c.add_argument("--short", type=int, default=300, help="how many 1.2-s LRC-AR clips to include")
     c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--exclude", nargs="+", metavar="PREFIX",
+                   help="leave out training clips whose file name or speaker id starts with PREFIX "
+                        "(the speakers or corpora of the clips the benchmark scores)")
     c.add_argument("--events", metavar="EVENT_DIR",
                    help="fit the motion cue on these non-speech clips (with a leave-one-clip-out check)")
     c.set_defaults(func=run_calibrate)

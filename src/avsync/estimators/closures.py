@@ -183,6 +183,13 @@ def closure_evidence(features, lags_s: np.ndarray, t0: float | None = None, t1: 
     return standardise(event_scores(events, A.hf_t0, A.hf_rate, A.hf.T, lags_s))
 
 
+def closures_bias_ms() -> float:
+    """The closures' own bias (fitted by ``avsync bench calibrate`` on training clips)."""
+    from .correlation import calibration_table
+
+    return float(calibration_table().get("closures", {}).get("bias_ms", 0.0))
+
+
 @register("closures")
 class ClosuresEstimator(Estimator):
     """Offset from lip closures (bilabials) against high-band audio quiet and release."""
@@ -191,9 +198,7 @@ class ClosuresEstimator(Estimator):
     faces = True
 
     def bias_ms(self) -> float:
-        from .correlation import calibration_table
-
-        return float(calibration_table().get(self.name, {}).get("bias_ms", 0.0))
+        return closures_bias_ms()
 
     def estimate(self, features, t0=None, t1=None) -> Estimate:
         max_lag = self.options.max_lag_ms / 1000.0

@@ -23,9 +23,12 @@ GRID_HZ = 100.0
 EXCLUDE_MS = 80.0
 
 
+#: a table installed by :func:`use_calibration` (the calibration command fits in steps)
+_installed: dict | None = None
+
+
 @lru_cache(maxsize=1)
-def calibration_table() -> dict:
-    """Per-method bias and confidence model, fitted by ``avsync bench calibrate``."""
+def _shipped_table() -> dict:
     try:
         text = resources.files("avsync").joinpath("data/calibration.json").read_text()
         return json.loads(text)
@@ -33,16 +36,31 @@ def calibration_table() -> dict:
         return {}
 
 
+def calibration_table() -> dict:
+    """Per-method bias and confidence model, fitted by ``avsync bench calibrate``."""
+    return _installed if _installed is not None else _shipped_table()
+
+
+def use_calibration(table: dict | None) -> None:
+    """Use ``table`` instead of the shipped calibration (None: back to the shipped one)."""
+    global _installed
+    _installed = table
+
+
 def peak_features(stats: dict) -> np.ndarray:
-    """The peak statistics the confidence model reads (order matters: see calibrate)."""
-    return np.array([
+    """The peak statistics the confidence model reads (order matters: see calibrate); estimates
+    that weighed lip-closure events add how many there were and how well they fit the peak."""
+    base = [
         stats["height"],
         stats["margin"],
         stats["margin"] / max(stats["spread"], 1e-3),
         np.log1p(stats["support_s"]),
         float(stats["at_edge"]),
         stats["agreement"],
-    ])
+    ]
+    if "closure_events" in stats:
+        base += [np.log1p(stats["closure_events"]), stats["closure_fit"]]
+    return np.array(base)
 
 
 def confidence_from(method: str, stats: dict) -> float:
@@ -50,6 +68,8 @@ def confidence_from(method: str, stats: dict) -> float:
     and the peak sits at the range edge; otherwise a logistic model)."""
     cal = calibration_table().get(method)
     x = peak_features(stats)
+    if cal is not None and len(cal.get("coef", ())) != x.size:
+        cal = None  # fitted on other statistics (an older calibration file): treat as uncalibrated
     if cal is None:
         # Uncalibrated fallback: a conservative guess from the margin alone.
         z = -3.0 + 12.0 * stats["margin"] - 3.0 * float(stats["at_edge"])
@@ -61,6 +81,39 @@ def confidence_from(method: str, stats: dict) -> float:
     return float(1.0 / (1.0 + np.exp(-z)))
 
 
+def _mean_profile(profiles: list[np.ndarray]) -> np.ndarray:
+    stack = np.vstack(profiles)
+    cnt = np.isfinite(stack).sum(0)
+    return np.where(cnt > 0, np.nansum(stack, axis=0) / np.maximum(cnt, 1), np.nan)
+
+
+#: how observer groups combine: "mean" (z-scored group means averaged) or "best" (the group
+#: whose own peak stands furthest above its runner-up, in z units)
+GROUP_MODE = "mean"
+
+
+def _combine(profiles: list[np.ndarray], groups: list) -> np.ndarray:
+    """The mean of the pair profiles; when pairs come in groups (the same cue seen by different
+    observers, e.g. two landmark models), each group's mean as z-scores over lags, combined by
+    ``GROUP_MODE``, so each observer weighs the same whatever its pair count and scale."""
+    if len(set(groups)) <= 1 or any(g is None for g in groups):
+        return _mean_profile(profiles)
+    zs = []
+    for g in dict.fromkeys(groups):
+        m = _mean_profile([p for p, h in zip(profiles, groups) if h == g])
+        if np.isfinite(m).sum() >= 3:
+            zs.append((m - np.nanmean(m)) / (np.nanstd(m) + 1e-9))
+    if not zs:
+        return _mean_profile(profiles)
+    if GROUP_MODE == "best" and len(zs) > 1:
+        margins = []
+        for z in zs:
+            pk = find_peak(z, int(round(EXCLUDE_MS / 1000 * GRID_HZ)))
+            margins.append(-np.inf if pk is None or pk.at_edge else pk.margin)
+        return zs[int(np.argmax(margins))]
+    return _mean_profile(zs)
+
+
 class CorrelationEstimator(Estimator):
     """Shared machinery of the weight-free estimators."""
 
@@ -70,6 +123,12 @@ class CorrelationEstimator(Estimator):
     @abstractmethod
     def signals(self, features, grid: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]] | str:
         """(visual, audio) pairs on ``grid``; a string says why the span cannot be assessed."""
+
+    def sharpen(self, features, lags_ms: np.ndarray, profile: np.ndarray, t0, t1) -> tuple[np.ndarray, dict]:
+        """Hook: the averaged correlation profile over raw lags (ms, before the bias) combined
+        with other evidence of the same span; returns the profile to pick the peak from and
+        stats to report.  The default keeps the profile."""
+        return profile, {}
 
     def bias_ms(self) -> float:
         return float(calibration_table().get(self.name, {}).get("bias_ms", 0.0))
@@ -85,19 +144,19 @@ class CorrelationEstimator(Estimator):
         if isinstance(pairs, str):
             return Estimate.abstain(pairs, self.cue)
         max_lag = int(round(self.options.max_lag_ms / 1000 * GRID_HZ))
-        profiles, supports = [], []
-        for v, a in pairs:
+        profiles, supports, groups = [], [], []
+        for v, a, *group in pairs:
             both = np.isfinite(v) & np.isfinite(a)
             supports.append(both.sum() / GRID_HZ)
+            groups.append(group[0] if group else None)
             profiles.append(lagged_pearson(v, a, max_lag, min_overlap=int(self.min_support_s * GRID_HZ),
                                            overlap_weight=True))
         support = float(np.max(supports)) if supports else 0.0
         if support < self.min_support_s:
             return Estimate.abstain("too little usable signal", self.cue)
-        stack = np.vstack(profiles)
-        cnt = np.isfinite(stack).sum(0)
-        prof = np.where(cnt > 0, np.nansum(stack, axis=0) / np.maximum(cnt, 1), np.nan)
+        prof = _combine(profiles, groups)
         lags_ms = (np.arange(-max_lag, max_lag + 1)) * 1000.0 / GRID_HZ
+        prof, extra = self.sharpen(features, lags_ms, prof, t0, t1)
         peak = find_peak(prof, int(round(EXCLUDE_MS / 1000 * GRID_HZ)))
         if peak is None:
             return Estimate.abstain("no correlation could be measured", self.cue)
@@ -116,6 +175,10 @@ class CorrelationEstimator(Estimator):
             "agreement": float(np.mean(agree)) if agree else 0.0,
             "raw_offset_ms": raw_ms,
         }
+        stats.update(extra)
+        if "closure_curve" in stats:  # the closures' fit at the chosen lag
+            curve = stats.pop("closure_curve")
+            stats["closure_fit"] = float(curve[int(round(peak.lag))]) if curve is not None else 0.0
         offset = raw_ms - self.bias_ms()
         conf = confidence_from(self.name, stats)
         if peak.at_edge:

@@ -17,6 +17,11 @@ HOP_S = 0.01  # 100 Hz feature rate
 WIN_S = 0.025
 #: log-mel bands for the learned estimators (50-7600 Hz)
 MEL_BANDS = 40
+#: high bands (Hz) for articulatory events (lip closures: quiet, then a burst at the release),
+#: sampled finer than the other features: 16-ms windows every 5 ms
+HIGH_BANDS = ((1000.0, 5000.0), (2000.0, 6000.0))
+HIGH_HOP_S = 0.005
+HIGH_WIN_S = 0.016
 
 
 def hz_to_mel(hz):
@@ -99,6 +104,11 @@ class AudioFeatures:
     rms: np.ndarray  # linear RMS of the window
     #: (n, MEL_BANDS) log10 mel energies; only when asked for (learned estimators)
     mel: np.ndarray | None = None
+    #: (m, len(HIGH_BANDS)) energy in dB of the high bands, sample ``j`` centred at
+    #: ``hf_t0 + j / hf_rate`` (its own, finer grid)
+    hf: np.ndarray | None = None
+    hf_t0: float = 0.0
+    hf_rate: float = 1.0 / HIGH_HOP_S
 
     @property
     def times(self) -> np.ndarray:
@@ -106,6 +116,42 @@ class AudioFeatures:
 
     def __len__(self) -> int:
         return int(self.speech.size)
+
+
+class HighBandExtractor:
+    """Incremental energy (dB) of :data:`HIGH_BANDS` on a 200 Hz grid."""
+
+    def __init__(self, sample_rate: int):
+        self.sr = sample_rate
+        self.hop = max(1, int(round(HIGH_HOP_S * sample_rate)))
+        self.win = max(8, int(round(HIGH_WIN_S * sample_rate)))
+        self.nfft = 1 << (self.win - 1).bit_length()
+        self.window = np.hanning(self.win).astype(np.float32)
+        freqs = np.fft.rfftfreq(self.nfft, 1.0 / sample_rate)
+        self.masks = [(freqs >= lo) & (freqs <= hi) for lo, hi in HIGH_BANDS]
+        self._buf = np.zeros(0, np.float32)
+        self._out: list[np.ndarray] = []
+        self.t0: float | None = None
+
+    def add(self, start: float, samples: np.ndarray) -> None:
+        if self.t0 is None:
+            self.t0 = start + self.win / 2 / self.sr
+        self._buf = np.concatenate([self._buf, samples])
+        if self._buf.size >= self.win + 128 * self.hop:
+            self._process()
+
+    def _process(self) -> None:
+        n = 1 + (self._buf.size - self.win) // self.hop if self._buf.size >= self.win else 0
+        if n <= 0:
+            return
+        idx = np.arange(self.win)[None, :] + self.hop * np.arange(n)[:, None]
+        spec = np.abs(np.fft.rfft(self._buf[idx] * self.window, self.nfft, axis=1)) ** 2
+        self._out.append(np.stack([10.0 * np.log10(spec[:, m].sum(1) + 1e-10) for m in self.masks], axis=1))
+        self._buf = self._buf[n * self.hop:]
+
+    def finish(self) -> np.ndarray | None:
+        self._process()
+        return np.concatenate(self._out).astype(np.float32) if self._out else None
 
 
 class AudioFeatureExtractor:
@@ -130,11 +176,13 @@ class AudioFeatureExtractor:
         self._melfb = mel_filterbank(mel_bands, self.nfft, sample_rate) if mel_bands else None
         if self._melfb is not None:
             self._out["mel"] = []
+        self._high = HighBandExtractor(sample_rate)
 
     def add(self, chunk) -> None:
         if self._start is None:
             self._start = chunk.start
             self._t0 = float(chunk.start) + self.win / 2 / self.sr
+        self._high.add(float(self._start) + self._buf.size / self.sr, chunk.samples)
         self._buf = np.concatenate([self._buf, chunk.samples])
         if self._buf.size >= self.win + 64 * self.hop:
             self._process()
@@ -170,7 +218,8 @@ class AudioFeatureExtractor:
         if not self._out["speech"]:
             return None
         cat = {k: np.concatenate(v).astype(np.float32) for k, v in self._out.items()}
-        return AudioFeatures(t0=self._t0, rate=1.0 / HOP_S, **cat)
+        return AudioFeatures(t0=self._t0, rate=1.0 / HOP_S, **cat, hf=self._high.finish(),
+                             hf_t0=self._high.t0 or 0.0, hf_rate=self._high.sr / self._high.hop)
 
 
 def audio_features(samples: np.ndarray, sample_rate: int = 16000, start_s: float = 0.0) -> AudioFeatures | None:

@@ -58,6 +58,26 @@ def available() -> bool:
         return False
 
 
+class _QuietStderr:
+    """Silence file descriptor 2 for a moment: the runtime logs its CPU delegate there in C++
+    ("INFO: Created TensorFlow Lite XNNPACK delegate"), which is noise on a CLI's stderr."""
+
+    def __enter__(self):
+        try:
+            self._saved = os.dup(2)
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, 2)
+            os.close(null)
+        except OSError:
+            self._saved = None
+        return self
+
+    def __exit__(self, *exc):
+        if self._saved is not None:
+            os.dup2(self._saved, 2)
+            os.close(self._saved)
+
+
 class MeshLandmarker:
     """468 face-mesh points of the face in a square box of a grey (or BGR) picture."""
 
@@ -67,8 +87,9 @@ class MeshLandmarker:
         path = model_path()
         if path is None:  # pragma: no cover - callers check available()
             raise RuntimeError("face mesh model not installed")
-        self._net = Interpreter(model_path=path, num_threads=threads)
-        self._net.allocate_tensors()
+        with _QuietStderr():
+            self._net = Interpreter(model_path=path, num_threads=threads)
+            self._net.allocate_tensors()
         self._in = self._net.get_input_details()[0]["index"]
         out = self._net.get_output_details()
         self._pts, self._score = out[0]["index"], out[1]["index"]

@@ -15,6 +15,11 @@ import numpy as np
 MOUTH_KEYS = ("inner_open", "outer_open", "width", "dark")
 #: the geometric measures (pixel distances divided by the smoothed face size)
 GEOMETRIC_KEYS = ("inner_open", "outer_open", "width")
+#: the same lip measures from the 468-point face mesh (when installed: see features.mesh),
+#: normalised by the mesh's own smoothed eye distance
+MESH_KEYS = ("mesh_inner", "mesh_outer", "mesh_width")
+#: a frame with no tracked face is tried as a face crop (the face fills the picture) this often
+CROP_TRY_EVERY = 10
 #: frames over which the face size is averaged
 IOD_SMOOTH_FRAMES = 25
 
@@ -73,15 +78,23 @@ class VisualFeatureExtractor:
 
     GRID = 4  # block motion on a GRID x GRID grid
 
-    def __init__(self, fps: float, faces: str = "auto", detect_every: int = 10, trajectories: bool = False):
+    def __init__(self, fps: float, faces: str = "auto", detect_every: int = 10, trajectories: bool = False,
+                 mesh: bool | None = None):
         self.fps = fps
         self._lips: list[np.ndarray] | None = [] if trajectories else None
         self.faces = faces
         self._tracker = None
+        self._mesh = None
         if faces != "off":
+            from . import mesh as meshmod
             from .faces import FaceTracker
 
             self._tracker = FaceTracker(detect_every=detect_every)
+            if mesh or (mesh is None and meshmod.available()):
+                self._mesh = meshmod.MeshLandmarker()
+        self._mesh_rows: list[tuple] = []
+        self._mesh_prev: np.ndarray | None = None  # last mesh of a face crop (no dlib face)
+        self._since_crop_try = CROP_TRY_EVERY
         self._prev: np.ndarray | None = None
         self._t: list[float] = []
         self._motion: list[float] = []
@@ -115,9 +128,10 @@ class VisualFeatureExtractor:
                 self._changed = True
         self._prev = small
         obs = self._tracker.update(img) if self._tracker is not None else None
+        mesh_face = self._add_mesh(img, obs)
         if obs is None:
             self._mouth.append((np.nan,) * 4)
-            self._face.append(False)
+            self._face.append(mesh_face)
             self._iod.append(np.nan)
             if self._lips is not None:
                 self._lips.append(np.full((20, 2), np.nan, np.float32))
@@ -128,6 +142,40 @@ class VisualFeatureExtractor:
             self._iod.append(m[4])
             if self._lips is not None:
                 self._lips.append(level_mouth(obs.landmarks))
+
+    def _add_mesh(self, img: np.ndarray, obs) -> bool:
+        """Mesh lip measures of this frame (NaN when none): around the dlib face when one is
+        tracked; otherwise the frame is tried as a face crop (every ``CROP_TRY_EVERY`` frames
+        until a face is seen, then every frame while it holds).  True when the mesh alone
+        found the face (a crop dlib cannot fit)."""
+        from .mesh import MIN_FACE_SCORE, mouth_from_mesh
+
+        if self._mesh is None:
+            return False
+        pts, score, crop = None, 0.0, False
+        if obs is not None:
+            self._mesh_prev = None
+            pts, score = self._mesh.around(img, obs.landmarks)
+        else:
+            self._since_crop_try += 1
+            if self._mesh_prev is not None or self._since_crop_try >= CROP_TRY_EVERY:
+                self._since_crop_try = 0
+                h, w = img.shape[:2]
+                if self._mesh_prev is not None:
+                    (x0, y0), (x1, y1) = self._mesh_prev.min(axis=0), self._mesh_prev.max(axis=0)
+                    cx, cy, side = (x0 + x1) / 2, (y0 + y1) / 2, 1.3 * max(x1 - x0, y1 - y0)
+                else:
+                    cx, cy, side = w / 2, h / 2, 1.2 * max(h, w)
+                pts, score = self._mesh(img, cx, cy, side)
+                crop = True
+        if pts is None or score < MIN_FACE_SCORE:
+            self._mesh_prev = None
+            self._mesh_rows.append((np.nan,) * 4)
+            return False
+        if crop:
+            self._mesh_prev = pts
+        self._mesh_rows.append(mouth_from_mesh(pts))
+        return crop
 
     def finish(self) -> VisualFeatures | None:
         if not self._t:
@@ -141,6 +189,12 @@ class VisualFeatureExtractor:
             if k in GEOMETRIC_KEYS:
                 mouth[:, i] = mouth[:, i] / np.maximum(size, 1e-3)
         mouth = mouth.astype(np.float32)
+        mouth_dict = {k: mouth[:, i] for i, k in enumerate(MOUTH_KEYS)}
+        if self._mesh is not None and self._mesh_rows:
+            m = np.asarray(self._mesh_rows, np.float64)[order]
+            msize = _smooth_size(m[:, 3], IOD_SMOOTH_FRAMES)
+            for i, k in enumerate(MESH_KEYS):
+                mouth_dict[k] = (m[:, i] / np.maximum(msize, 1e-3)).astype(np.float32)
         lips = None
         if self._lips is not None:
             lips = (np.asarray(self._lips, np.float32)[order] / np.maximum(size, 1e-3)[:, None, None]).astype(np.float32)
@@ -149,7 +203,7 @@ class VisualFeatureExtractor:
             fps=self.fps,
             motion=np.asarray(self._motion, np.float32)[order],
             block_motion=np.asarray(self._blocks, np.float32)[order],
-            mouth={k: mouth[:, i] for i, k in enumerate(MOUTH_KEYS)},
+            mouth=mouth_dict,
             face_detected=np.asarray(self._face, bool)[order],
             face_size=iod.astype(np.float32),
             still=not self._changed,
