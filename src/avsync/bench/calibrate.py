@@ -28,6 +28,8 @@ from dataclasses import replace
 import numpy as np
 
 SHIFTS_MS = [0, 40, -40, 120, -120, 240, -240, 400, -400, 600, -600]
+#: the closures' bias needs answers on at least this many in-sync clips (else it stays 0)
+MIN_BIAS_CLIPS = 5
 
 
 def _features(path: str, faces: str = "auto"):
@@ -67,7 +69,8 @@ def closures_bias(feats: list) -> tuple[float, int]:
         found = [e.offset_ms for e in (est.estimate(F) for F in feats) if e.assessable]
     finally:
         use_calibration(None)
-    return (float(np.median(found)) if found else 0.0), len(found)
+    # a bias from a handful of clips is noise: below MIN_BIAS_CLIPS it stays 0
+    return (float(np.median(found)) if len(found) >= MIN_BIAS_CLIPS else 0.0), len(found)
 
 
 def family(features) -> str:
@@ -274,10 +277,15 @@ def train_clips(train_dir: str, n_short: int, seed: int, exclude: tuple[str, ...
 def main(args) -> int:
     t = time.perf_counter()
     exclude = tuple(getattr(args, "exclude", None) or ())
-    paths = train_clips(args.train_dir, args.short, args.seed, exclude)
+    paths = train_clips(args.train_dir, args.short, args.seed)
+    # the speech fits (lips, closures) leave out the excluded speakers; motion (non-speech
+    # content) keeps the whole pool
+    kept = set(train_clips(args.train_dir, args.short, args.seed, exclude))
     print(f"calibrate: extracting features of {len(paths)} clips", file=sys.stderr)
     with ProcessPoolExecutor(os.cpu_count() or 1) as ex:
-        feats = [F for _, F in ex.map(_features, paths, chunksize=4) if F is not None]
+        pairs = [(p, F) for p, F in ex.map(_features, paths, chunksize=4) if F is not None]
+        every = [F for _, F in pairs]
+        feats = [F for p, F in pairs if p in kept]
         events = []
         if args.events:
             epaths = sorted(os.path.join(args.events, n) for n in os.listdir(args.events)
@@ -295,7 +303,9 @@ def main(args) -> int:
     bias, answered = closures_bias(faced)
     table = {"closures": {"bias_ms": round(bias, 2), "n_clips": answered, "fitted_on": "training clips",
                           "command": command}}
-    print(f"closures: bias {bias:+.1f} ms from {answered} of {len(faced)} clips with a face")
+    print(f"speech fits on {len(feats)} of {len(every)} clips (--exclude {' '.join(exclude) or '-'})")
+    print(f"closures: bias {bias:+.1f} ms ({answered} of {len(faced)} clips with a face answered; "
+          f"fewer than {MIN_BIAS_CLIPS} leave it at 0)")
     # the lips estimate weighs the closures at lags corrected by both biases: a first lips bias
     # from the correlation alone (unshifted clips), refitted below with the closures weighed in
     table["lips"] = {"bias_ms": round(lips_bias_first(faced), 2)}
@@ -308,8 +318,8 @@ def main(args) -> int:
             # The training clips stay in the fit: they hold the clean, strong peaks that are
             # right; the event clips add the strong peaks that are wrong (periodic sounds).
             ef = [F for _, F in events]
-            print(leave_one_out(method, ef, [p for p, _ in events], args.seed, with_bias=False, extra=feats))
-            model, text = calibrate(method, ef + feats, args.seed, with_bias=False)
+            print(leave_one_out(method, ef, [p for p, _ in events], args.seed, with_bias=False, extra=every))
+            model, text = calibrate(method, ef + every, args.seed, with_bias=False)
             model["fitted_on"] = "event clips + training clips"
         else:
             usable = [F for F in feats if method != "lips" or F.visual.face_coverage >= 0.5]

@@ -21,7 +21,9 @@ MESH_LIP_KEYS = ("mesh_inner", "mesh_outer")
 MIN_FACE_COVERAGE = 0.3
 #: weight of the closures' mean z-score per sqrt(closure) against the correlation profile's
 #: z-score; the closures only arbitrate between lags the correlation itself rates within
-#: CANDIDATE_Z of its best (they never create a peak of their own), and need MIN_CLOSURES
+#: CANDIDATE_Z of its best (they never create a peak of their own), and need MIN_CLOSURES.
+#: Chosen on training clips of speakers the benchmark does not hold (media/train: CREMA-D,
+#: VoxCeleb2, MEAD; see docs/calibration.md), never on the benchmark clips
 CLOSURE_WEIGHT = 1.0
 CANDIDATE_Z = 1.0
 MIN_CLOSURES = 3
