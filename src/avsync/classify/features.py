@@ -219,7 +219,7 @@ def extract(path: str, progress: Callable[[float, float], None] | None = None) -
     import cv2
 
     from ..media import open_media
-    from ..media.source import AudioChunk, DecodeOptions
+    from ..media.base import AudioChunk, DecodeOptions
 
     with open_media(path) as src:
         info = src.info

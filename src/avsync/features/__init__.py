@@ -7,7 +7,7 @@ import threading
 from typing import Callable, Iterator
 
 from ..errors import DecodeError, NoAudio, NoVideo
-from ..media.source import AudioChunk, DecodeOptions, MediaInfo, MediaSource
+from ..media.base import AudioChunk, DecodeOptions, MediaInfo, MediaSource
 from .audio import MEL_BANDS, AudioFeatureExtractor, AudioFeatures
 from .visual import VisualFeatureExtractor, VisualFeatures
 

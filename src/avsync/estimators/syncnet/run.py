@@ -16,7 +16,7 @@ import numpy as np
 from ...errors import MissingWeights, UsageError
 from ..base import Estimate, LagProfile
 from ...media import open_media
-from ...media.source import MediaInfo
+from ...media.base import MediaInfo
 from ...report import Report, Window
 from ...timeline import build_report, tolerance, window_spans
 from . import faces as facemod
