@@ -1,12 +1,13 @@
 """Read a stretch of a clip into memory and write a new clip from arrays (PyAV only).
 
-Used by the dataset tools: trimming AVE events and rendering synthetic samples.  The encode
-loops (:func:`encode_video`, :func:`encode_audio`) are shared with the synthetic clips and the
-shift benchmark.
+Used by the dataset tools: trimming AVE events and rendering synthetic samples.
 Everything is re-encoded (H.264 + AAC in MP4), which is exact to the frame and the
 sample: the output starts at the requested time, whatever the key-frame layout of
 the source.  Outputs go to a temporary name in the destination folder and are
 renamed when complete, so a file that exists under its final name is whole.
+
+The encode loops (:func:`encode_video`, :func:`encode_audio`) also serve the synthetic
+clips (:mod:`avsync.media.synth`) and the shift benchmark.
 """
 from __future__ import annotations
 
