@@ -232,3 +232,97 @@ def test_items_are_typed(tmp_path):
     with open_media(p) as src:
         kinds = {type(i) for i in src.decode()}
     assert kinds == {VideoFrame, AudioChunk}
+
+
+# -- the one decode walk: what it can produce ---------------------------------------------------
+def test_extra_sides_match_separate_decodes(tmp_path):
+    """One decode with ``extra_sides`` gives, bit for bit, the pictures of a decode at each size."""
+    p = tmp_path / "big.mp4"
+    make_clip(p, duration_s=1.0, width=640, height=480)
+    _, both, _ = _decode(p, max_side=640, extra_sides=(320, 100), audio=False)
+    _, big, _ = _decode(p, max_side=640, audio=False)
+    _, mid, _ = _decode(p, max_side=320, audio=False)
+    _, small, _ = _decode(p, max_side=100, audio=False)
+    assert len(both) == len(big) == len(mid) == len(small) == 25
+    for f, a, b, c in zip(both, big, mid, small):
+        assert f.pts == a.pts
+        assert np.array_equal(f.image, a.image)
+        assert np.array_equal(f.extra[0], b.image) and np.array_equal(f.extra[1], c.image)
+        assert f.extra[0].shape == (240, 320)
+
+
+def test_colour_orders_and_no_rotation(tmp_path):
+    p = tmp_path / "rot.mp4"
+    make_clip(p, duration_s=0.5, width=320, height=240, rotation=90, audio="none")
+    _, bgr, _ = _decode(p, colour=True, audio=False)
+    _, rgb, _ = _decode(p, colour="rgb", audio=False, rotate=False)
+    assert bgr[0].image.shape == (320, 240, 3)  # turned upright
+    assert rgb[0].image.shape == (240, 320, 3)  # as stored
+    assert bgr[0].image.dtype == rgb[0].image.dtype == np.uint8
+
+
+def test_native_rate_stereo_and_planar_audio(tmp_path):
+    p = tmp_path / "st.mkv"
+    make_clip(p, duration_s=1.0, audio_rate=44100, channels=2, audio_codec="pcm_s16le")
+    _, _, packed = _decode(p, video=False, audio_rate=None, audio_layout=None, audio_format="s16")
+    _, _, planar = _decode(p, video=False, audio_rate=None, audio_layout="stereo", audio_format="fltp")
+    assert all(c.rate == 44100 and c.samples.ndim == 2 and c.samples.shape[1] == 2 for c in packed + planar)
+    assert packed[0].samples.dtype == np.int16 and planar[0].samples.dtype == np.float32
+    a = np.concatenate([c.samples for c in packed]).astype(np.float64) / 32768
+    b = np.concatenate([c.samples for c in planar]).astype(np.float64)
+    assert a.shape == b.shape and a.shape[0] == 44100
+    assert np.abs(a - b).max() < 1e-4
+
+
+def test_gap_filling_can_be_turned_off(tmp_path):
+    p = tmp_path / "late.mkv"
+    make_clip(p, duration_s=2.0, audio_codec="pcm_s16le", audio_start_s=0.5)
+    _, _, filled = _decode(p)
+    _, _, raw = _decode(p, fill_gaps=False)
+    assert filled[0].start == raw[0].start == Fraction(1, 2)
+    assert sum(c.samples.size for c in filled) == sum(c.samples.size for c in raw)
+
+
+def test_video_span_keeps_only_pictures_inside(tmp_path):
+    p = tmp_path / "span.mp4"
+    make_clip(p, duration_s=2.0, fps=25)
+    _, frames, chunks = _decode(p, video_span=(0.5, 1.0))
+    assert [f.pts for f in frames] == [Fraction(k, 25) for k in range(13, 25)]  # 12/25 < 0.5
+    assert chunks and chunks[0].start == 0  # the audio is not cut
+
+
+def test_decoding_twice_gives_the_same_items(tmp_path):
+    p = tmp_path / "twice.mp4"
+    make_clip(p, duration_s=1.0)
+    a, b = _decode(p), _decode(p)
+    assert [f.pts for f in a[1]] == [f.pts for f in b[1]]
+    assert all(np.array_equal(x.image, y.image) for x, y in zip(a[1], b[1]))
+    assert all(np.array_equal(x.samples, y.samples) for x, y in zip(a[2], b[2]))
+
+
+def test_media_package_has_no_private_cross_imports():
+    """No module of avsync.media imports a _private name of another."""
+    import ast
+    from pathlib import Path
+
+    import avsync.media
+
+    root = Path(avsync.media.__file__).parent
+    bad = []
+    for f in root.rglob("*.py"):
+        for node in ast.walk(ast.parse(f.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                bad += [f"{f.name}: {a.name}" for a in node.names if a.name.startswith("_")]
+    assert not bad, bad
+
+
+def test_loop_file_copies_packets_end_to_end(tmp_path):
+    from avsync.media.remux import loop_file, packet_span
+
+    src, dst = tmp_path / "one.mkv", tmp_path / "loop.mkv"
+    make_clip(src, duration_s=1.0, audio_codec="pcm_s16le")
+    one = packet_span(src)
+    assert loop_file(src, dst, 2.5) == pytest.approx(3 * one)
+    assert packet_span(dst) == pytest.approx(3 * one, abs=0.05)
+    _, frames, _ = _decode(dst, audio=False)
+    assert len(frames) == 75 and frames[25].pts == Fraction(1)

@@ -30,7 +30,7 @@ from ..features import Features
 from ..features.audio import AudioFeatureExtractor
 from ..features.visual import VisualFeatureExtractor
 from ..media.hls import FollowOptions, SegmentDecoder, check_location, follow
-from ..media.source import AudioChunk, DecodeOptions, MediaInfo, VideoFrame
+from ..media.base import AudioChunk, DecodeOptions, MediaInfo, VideoFrame
 from ..timeline import tolerance as tolerance_preset
 
 

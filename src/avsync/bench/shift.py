@@ -71,21 +71,22 @@ def write_content_shift(video_src: str, audio_src: str, dst: str, shift_ms: floa
     negative shift), trim it to the original audio length and encode it as PCM."""
     import av
 
-    with av.open(audio_src) as ain:
-        astream = ain.streams.audio[0]
-        rate = astream.codec_context.sample_rate
-        channels = min(2, astream.codec_context.channels or 1)
+    from ..media.base import DecodeOptions, open_container, video_stream
+    from ..media.clips import encode_audio
+    from ..media.file import FileSource
+    from ..media.remux import copy_packets
+
+    with FileSource(audio_src) as ain:
+        ain.require(audio=True, video=False)
+        rate = ain.info.audio_rate
+        channels = min(2, ain.info.audio_channels or 1)
         layout = "stereo" if channels == 2 else "mono"
-        res = av.AudioResampler(format="s16", layout=layout, rate=rate)
-        chunks, astart = [], None
-        for frame in ain.decode(astream):
-            if astart is None and frame.pts is not None:
-                astart = float(frame.pts * frame.time_base)
-            for out in res.resample(frame):
-                chunks.append(out.to_ndarray().reshape(-1, channels))  # packed s16: (1, n * channels)
-        for out in res.resample(None):
-            chunks.append(out.to_ndarray().reshape(-1, channels))
-    audio = np.concatenate(chunks) if chunks else np.zeros((0, channels), np.int16)
+        chunks = list(ain.decode(DecodeOptions(video=False, audio_rate=None, audio_format="s16", audio_layout=None,
+                                               fill_gaps=False)))
+    astart = float(chunks[0].start) if chunks else None
+    # int16 (n, channels)
+    audio = (np.concatenate([c.samples.reshape(c.samples.shape[0], -1) for c in chunks]) if chunks
+             else np.zeros((0, channels), np.int16))
     n = audio.shape[0]
     k = int(round(abs(shift_ms) / 1000.0 * rate))
     pad = np.zeros((k, channels), np.int16)
@@ -93,29 +94,17 @@ def write_content_shift(video_src: str, audio_src: str, dst: str, shift_ms: floa
         audio = np.concatenate([audio[k:], pad])[:n]
     elif shift_ms < 0:
         audio = np.concatenate([pad, audio])[:n]
-    with av.open(video_src) as vin, av.open(dst, "w", format="matroska") as out:
-        vs = vin.streams.video[0]
+    with open_container(video_src) as vin, av.open(dst, "w", format="matroska") as out:
+        vs = video_stream(vin)
         ov = out.add_stream_from_template(vs)
         oa = out.add_stream("pcm_s16le", rate=rate, layout=layout)
         oa.time_base = Fraction(1, rate)
-        start = int(round((astart or 0.0) * rate))
-        step = 1024
-        pkts = []
-        for i in range(0, audio.shape[0], step):
-            block = np.ascontiguousarray(audio[i : i + step].reshape(1, -1))
-            fr = av.AudioFrame.from_ndarray(block, format="s16", layout=layout)
-            fr.sample_rate = rate
-            fr.pts = start + i
-            fr.time_base = oa.time_base
-            pkts.extend(oa.encode(fr))
-        pkts.extend(oa.encode(None))
-        for p in pkts:
+        packets = encode_audio(out, oa, audio.T, rate, format="s16", layout=layout,
+                               start=int(round((astart or 0.0) * rate)),
+                               convert=lambda b: np.ascontiguousarray(b.T.reshape(1, -1)), mux=False)
+        for p in packets:
             out.mux(p)
-        for p in vin.demux(vs):
-            if p.dts is None:
-                continue
-            p.stream = ov
-            out.mux(p)
+        copy_packets(vin, out, {vs.index: ov})
 
 
 def write_container_shift(src: str, dst: str, shift_ms: float) -> None:

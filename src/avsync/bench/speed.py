@@ -16,42 +16,7 @@ import sys
 import tempfile
 import time
 
-
-def loop_file(src: str, dst: str, min_seconds: float) -> float:
-    """Concatenate ``src`` with itself (timestamps re-based, no re-encode) until it lasts
-    ``min_seconds``; returns the resulting duration."""
-    import av
-
-    dur = 0.0
-    with av.open(src) as probe:
-        for p in probe.demux([s for s in probe.streams if s.type in ("audio", "video")]):
-            if p.pts is not None:
-                dur = max(dur, float((p.pts + (p.duration or 0)) * p.time_base))
-    if not dur:
-        raise ValueError(f"{src}: unknown duration")
-    loops = max(1, int(-(-min_seconds // dur)))
-    with av.open(src) as first:
-        streams = [s for s in first.streams if s.type in ("audio", "video")]
-        out = av.open(dst, "w", format="matroska")
-        omap = {s.index: out.add_stream_from_template(s) for s in streams}
-        tbs = {s.index: s.time_base for s in streams}
-    try:
-        for k in range(loops):
-            with av.open(src) as inp:
-                ins = [s for s in inp.streams if s.type in ("audio", "video")]
-                for p in inp.demux(ins):
-                    if p.dts is None or p.pts is None:
-                        continue
-                    idx = p.stream.index
-                    tb = tbs[idx]
-                    shift = int(round(k * dur / tb))
-                    p.pts += shift
-                    p.dts += shift
-                    p.stream = omap[idx]
-                    out.mux(p)
-    finally:
-        out.close()
-    return loops * dur
+from ..media.remux import loop_file
 
 
 def _timed(cmd: list[str]) -> tuple[float, int, int]:

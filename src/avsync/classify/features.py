@@ -1,6 +1,7 @@
 """Per-sample features of the segment classifiers (``avsync features``).
 
-One decode of the file (the core's :func:`avsync.media.open_media`) gives:
+One decode of the file (the core's :func:`avsync.media.open_media`) gives (with the core
+engine's own features, :class:`avsync.features.FeatureBuilder`, from the same pictures):
 
 * ``motion`` per frame: mean optical-flow magnitude (OpenCV Farneback on grey frames
   scaled to ``FLOW_WIDTH`` pixels wide), and ``motion_per_s`` per 1-s segment;
@@ -140,28 +141,23 @@ def lag_profiles(arr: dict, seg_t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return lags, out
 
 
-def core_cues(path: str, seg_t: np.ndarray, t_end: float) -> dict[str, np.ndarray]:
+def core_cues(feats, seg_t: np.ndarray) -> dict[str, np.ndarray]:
     """The core engine's estimate (``auto``: lips when a face is tracked, else motion) in a
     CORE_WINDOW_S window around every segment and over the whole file: offset, confidence
-    and the lag profile (correlation; distances are negated so higher is better)."""
+    and the lag profile (correlation; distances are negated so higher is better).  ``feats``:
+    the file's :class:`avsync.features.Features`, None when it has no usable audio (the cues
+    stay empty)."""
     from ..api import choose_method
     from ..estimators.base import EstimatorOptions
     from ..estimators.registry import get_estimator
-    from ..features import extract_features
-    from ..media import open_media
 
     S = seg_t.size
     out = {"core_offset_ms": np.full(S, np.nan, np.float32), "core_conf": np.zeros(S, np.float32),
            "core_profile": np.full((S, CORE_LAGS_MS.size), np.nan, np.float32),
            "core_whole": np.asarray([np.nan, 0.0], np.float32), "core_lips": np.bool_(False),
            "core_short_offset_ms": np.full(S, np.nan, np.float32), "core_short_conf": np.zeros(S, np.float32)}
-    try:
-        with open_media(path) as src:
-            if not (src.info.has_audio and src.info.has_video):
-                return out
-            feats = extract_features(src, faces="auto")
-    except AvsyncError:
-        return out  # no usable audio (a removed or undecodable track): the cues stay empty
+    if feats is None:
+        return out
     name = choose_method("auto", feats)
     out["core_lips"] = np.bool_(name == "lips")
     est = get_estimator(name, EstimatorOptions(max_lag_ms=1000.0))
@@ -201,44 +197,61 @@ def core_cues(path: str, seg_t: np.ndarray, t_end: float) -> dict[str, np.ndarra
 
 
 def extract(path: str, progress: Callable[[float, float], None] | None = None) -> dict[str, np.ndarray]:
-    """All arrays of one media file (see the module docstring)."""
+    """All arrays of one media file (see the module docstring), from one decode."""
     import cv2
 
+    from ..features import FeatureBuilder
+    from ..features.prefetch import PREFETCH_DEPTH, Prefetch
     from ..media import open_media
-    from ..media.source import AudioChunk, DecodeOptions
+    from ..media.base import AudioChunk, DecodeOptions
 
     with open_media(path) as src:
         info = src.info
         if not info.has_video:
             raise NoVideo("no video stream", path)
-        opts = DecodeOptions(max_side=320)
+        # 640-px grey pictures for the core engine's features (core_*), 320-px ones for the flow
+        opts = DecodeOptions(max_side=640, extra_sides=(320,))
+        core = FeatureBuilder(info, path, faces="auto") if info.has_audio else None
         times, motion, grey_t, grey = [], [], [], []
         audio_parts, audio_t0 = [], None
         prev = None
         next_grey = None
-        for item in src.decode(opts):
-            if isinstance(item, AudioChunk):
-                if audio_t0 is None:
-                    audio_t0 = item.t
-                audio_parts.append(item.samples)
-                continue
-            img = item.image
-            h, w = img.shape
-            small = cv2.resize(img, (FLOW_WIDTH, max(8, int(round(h * FLOW_WIDTH / w)))), interpolation=cv2.INTER_AREA)
-            if prev is None:
-                m = 0.0
-            else:
-                flow = cv2.calcOpticalFlowFarneback(prev, small, None, 0.5, 2, 9, 2, 5, 1.1, 0)
-                m = float(np.mean(np.hypot(flow[..., 0], flow[..., 1])))
-            prev = small
-            times.append(item.t)
-            motion.append(m)
-            if next_grey is None or item.t >= next_grey - 1e-6:
-                grey.append(cv2.resize(img, (GREY_SIZE, GREY_SIZE), interpolation=cv2.INTER_AREA))
-                grey_t.append(item.t)
-                next_grey = (item.t if next_grey is None else next_grey) + 1 / FRAME_RATE_GREY
-            if progress is not None and len(times) % 25 == 0:
-                progress(item.t, info.duration_s or 0.0)
+        with Prefetch(src.decode(opts), depth=PREFETCH_DEPTH) as feed:
+            for item in feed:
+                if core is not None:
+                    try:
+                        core.add(item)
+                    except AvsyncError:
+                        core = None  # the cues stay empty
+                if isinstance(item, AudioChunk):
+                    if audio_t0 is None:
+                        audio_t0 = item.t
+                    audio_parts.append(item.samples)
+                    continue
+                img = item.extra[0]
+                h, w = img.shape
+                small = cv2.resize(img, (FLOW_WIDTH, max(8, int(round(h * FLOW_WIDTH / w)))),
+                                   interpolation=cv2.INTER_AREA)
+                if prev is None:
+                    m = 0.0
+                else:
+                    flow = cv2.calcOpticalFlowFarneback(prev, small, None, 0.5, 2, 9, 2, 5, 1.1, 0)
+                    m = float(np.mean(np.hypot(flow[..., 0], flow[..., 1])))
+                prev = small
+                times.append(item.t)
+                motion.append(m)
+                if next_grey is None or item.t >= next_grey - 1e-6:
+                    grey.append(cv2.resize(img, (GREY_SIZE, GREY_SIZE), interpolation=cv2.INTER_AREA))
+                    grey_t.append(item.t)
+                    next_grey = (item.t if next_grey is None else next_grey) + 1 / FRAME_RATE_GREY
+                if progress is not None and len(times) % 25 == 0:
+                    progress(item.t, info.duration_s or 0.0)
+    feats = None
+    if core is not None:
+        try:
+            feats = core.finish()
+        except AvsyncError:
+            pass  # no usable audio (a removed or undecodable track): the cues stay empty
     if len(times) < 2:
         raise NoVideo("fewer than 2 decodable video frames", path)
     ft = np.asarray(times)
@@ -275,7 +288,7 @@ def extract(path: str, progress: Callable[[float, float], None] | None = None) -
     arr["lag_s"] = lags[::step].astype(np.float32)
     arr["lag_profile"] = prof[:, ::step]
     arr["lag_profile_full"] = prof
-    arr.update(core_cues(path, seg, t_end))
+    arr.update(core_cues(feats, seg))
     return arr
 
 

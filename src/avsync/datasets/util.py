@@ -3,29 +3,19 @@ from __future__ import annotations
 
 import csv
 import os
-import tempfile
 from contextlib import contextmanager
 
 from ..errors import UsageError
+from ..media.base import atomic_output
 
 
 @contextmanager
 def atomic_file(dst: str, mode: str = "wb", suffix: str = "", **kw):
     """Open a temporary file next to ``dst`` for writing; on success it is renamed to ``dst``,
     on any error it is removed, so a half-written file never looks complete."""
-    folder = os.path.dirname(os.path.abspath(dst))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=folder)
-    try:
-        with os.fdopen(fd, mode, **kw) as fh:
-            yield fh
-        os.replace(tmp, dst)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    os.makedirs(os.path.dirname(os.path.abspath(dst)), exist_ok=True)
+    with atomic_output(dst, suffix=suffix) as tmp, open(tmp, mode, **kw) as fh:
+        yield fh
 
 
 def atomic_csv(dst: str, header: list[str], rows: list[list]) -> None:

@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-import queue
-import threading
-from typing import Callable, Iterator
+from typing import Callable
 
-from ..errors import DecodeError, NoAudio, NoVideo
-from ..media.source import AudioChunk, DecodeOptions, MediaInfo, MediaSource
+from ..errors import NoAudio, NoVideo
+from ..media.base import AudioChunk, DecodeOptions, MediaInfo, MediaSource, VideoFrame
 from .audio import MEL_BANDS, AudioFeatureExtractor, AudioFeatures
+from .prefetch import PREFETCH_DEPTH, Prefetch
 from .visual import VisualFeatureExtractor, VisualFeatures
 
 #: progress(done_seconds, total_seconds)
@@ -34,89 +33,48 @@ def extract_features(source: MediaSource, faces: str = "auto", max_side: int = 6
     FFmpeg choose (about one per core), 1 suits many extractions side by side (a
     little less CPU in all).  Decoding inline instead of in the background thread
     measured ~3-6 % more CPU, so the background thread stays in every case."""
-    info = source.info
     source.require(audio=True, video=True)
     opts = DecodeOptions(max_side=max_side, max_duration_s=max_duration_s, threads=threads)
-    total = info.duration_s or 0.0
-    last = -1.0
     # decoding starts at once, so it overlaps with loading the face models (~0.5 s)
-    with _Prefetch(source.decode(opts), depth=PREFETCH_DEPTH) as feed:
-        aex = AudioFeatureExtractor(opts.audio_rate, mel_bands=MEL_BANDS if trajectories else 0)
-        vex = VisualFeatureExtractor(info.video_fps or 25.0, faces=faces, trajectories=trajectories)
+    with Prefetch(source.decode(opts), depth=PREFETCH_DEPTH) as feed:
+        builder = FeatureBuilder(source.info, source.path, faces=faces, trajectories=trajectories,
+                                 audio_rate=opts.audio_rate, progress=progress)
         for item in feed:
-            if isinstance(item, AudioChunk):
-                aex.add(item)
-            else:
-                vex.add(item)
-                if progress is not None and item.t - last >= 1.0:
-                    last = item.t
-                    progress(item.t, total)
-    audio, visual = aex.finish(), vex.finish()
-    if audio is None:
-        raise NoAudio("no decodable audio", source.path)
-    if visual is None:
-        raise NoVideo("no decodable video frames", source.path)
-    if progress is not None:
-        progress(total, total)
-    return Features(info=info, audio=audio, visual=visual)
+            builder.add(item)
+    return builder.finish()
 
 
-#: decoded items (small grey frames or audio chunks) the decode thread may run ahead:
-#: at most ~40 MB of 640-px frames, enough to cover the face-model load at start
-PREFETCH_DEPTH = 160
+class FeatureBuilder:
+    """Features from decoded items fed one at a time (:meth:`add`), for callers that run the
+    decode walk themselves; :func:`extract_features` is the usual way in."""
+
+    def __init__(self, info: MediaInfo, path: str, faces: str = "auto", trajectories: bool = False,
+                 audio_rate: int = 16000, progress: Progress | None = None):
+        self.info, self.path, self.progress = info, path, progress
+        self._total = info.duration_s or 0.0
+        self._last = -1.0
+        self._audio = AudioFeatureExtractor(audio_rate, mel_bands=MEL_BANDS if trajectories else 0)
+        self._visual = VisualFeatureExtractor(info.video_fps or 25.0, faces=faces, trajectories=trajectories)
+
+    def add(self, item: VideoFrame | AudioChunk) -> None:
+        if isinstance(item, AudioChunk):
+            self._audio.add(item)
+            return
+        self._visual.add(item)
+        if self.progress is not None and item.t - self._last >= 1.0:
+            self._last = item.t
+            self.progress(item.t, self._total)
+
+    def finish(self) -> Features:
+        """The features; :class:`NoAudio` / :class:`NoVideo` when nothing of a stream decoded."""
+        audio, visual = self._audio.finish(), self._visual.finish()
+        if audio is None:
+            raise NoAudio("no decodable audio", self.path)
+        if visual is None:
+            raise NoVideo("no decodable video frames", self.path)
+        if self.progress is not None:
+            self.progress(self._total, self._total)
+        return Features(info=self.info, audio=audio, visual=visual)
 
 
-class _Prefetch:
-    """Run ``items`` in a background thread, ``depth`` items ahead: decoding (which
-    releases the GIL inside FFmpeg) overlaps with the face analysis of earlier frames.
-    The thread starts at once, not at the first ``next``.  Memory stays bounded by
-    ``depth`` small frames; errors re-raise in the consumer; leaving the ``with`` block
-    stops the thread whether or not the items were consumed."""
-
-    _DONE = object()
-
-    def __init__(self, items: Iterator, depth: int = 32):
-        self._q: queue.Queue = queue.Queue(maxsize=depth)
-        self._stop = threading.Event()
-        self._th = threading.Thread(target=self._work, args=(items,), name="avsync-decode", daemon=True)
-        self._th.start()
-
-    def _put(self, it) -> bool:
-        while not self._stop.is_set():
-            try:
-                self._q.put(it, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def _work(self, items: Iterator) -> None:
-        try:
-            for it in items:
-                if not self._put(it):
-                    return
-            self._put(self._DONE)
-        except BaseException as exc:  # handed to the consumer
-            self._put(exc)
-
-    def __iter__(self):
-        while True:
-            it = self._q.get()
-            if it is self._DONE:
-                return
-            if isinstance(it, BaseException):
-                raise it
-            yield it
-
-    def close(self) -> None:
-        self._stop.set()
-        self._th.join(timeout=5)
-
-    def __enter__(self) -> "_Prefetch":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-
-__all__ = ["AudioFeatures", "Features", "VisualFeatures", "extract_features"]
+__all__ = ["AudioFeatures", "FeatureBuilder", "Features", "VisualFeatures", "extract_features"]

@@ -224,7 +224,7 @@ class AudioFeatureExtractor:
 
 def audio_features(samples: np.ndarray, sample_rate: int = 16000, start_s: float = 0.0) -> AudioFeatures | None:
     """Features of an in-memory signal (convenience for tests and small inputs)."""
-    from ..media.source import AudioChunk
+    from ..media.base import AudioChunk
 
     ex = AudioFeatureExtractor(sample_rate)
     ex.add(AudioChunk(Fraction(start_s).limit_denominator(10**9), np.asarray(samples, np.float32), sample_rate))

@@ -5,18 +5,21 @@ Everything is re-encoded (H.264 + AAC in MP4), which is exact to the frame and t
 sample: the output starts at the requested time, whatever the key-frame layout of
 the source.  Outputs go to a temporary name in the destination folder and are
 renamed when complete, so a file that exists under its final name is whole.
+
+The encode loops (:func:`encode_video`, :func:`encode_audio`) also serve the synthetic
+clips (:mod:`avsync.media.synth`) and the shift benchmark.
 """
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
 from fractions import Fraction
 
 import numpy as np
 
-from ..errors import DecodeError, MediaError, NoVideo
-from .source import open_container
+from ..errors import MediaError, NoVideo
+from .base import AudioChunk, DecodeOptions, atomic_output, audio_stream, open_container, video_stream
+from .decode import Decoder, configure_video
 
 #: longest side of the pictures written by the dataset tools (larger sources are scaled down)
 MAX_SIDE = 640
@@ -53,10 +56,6 @@ class Clip:
         return out
 
 
-def _even(x: float) -> int:
-    return max(2, int(round(x / 2)) * 2)
-
-
 def probe_duration(path: str) -> float:
     """Container duration in seconds (clear error when the file is not usable media)."""
     from . import open_media
@@ -69,9 +68,8 @@ def probe_duration(path: str) -> float:
 
 
 def read_clip(path: str, t0: float = 0.0, t1: float | None = None, max_side: int = MAX_SIDE) -> Clip:
-    """Pictures with ``t0 <= pts < t1`` (container seconds) and the whole audio track."""
-    import av
-
+    """Pictures with ``t0 <= pts < t1`` (container seconds, RGB, not rotated) and the whole audio
+    track (float, the source's rate, mono or stereo, gaps not filled)."""
     path = os.fspath(path)
     container = open_container(path)
     frames, times = [], []
@@ -79,65 +77,83 @@ def read_clip(path: str, t0: float = 0.0, t1: float | None = None, max_side: int
     audio_start = None
     rate = 0
     try:
-        vs = [s for s in container.streams.video if not (s.disposition & 0x400)]
-        if not vs:
+        v, a = video_stream(container), audio_stream(container)
+        if v is None:
             raise NoVideo("no video stream", path)
-        v = vs[0]
-        v.thread_type = "AUTO"
-        a = next((s for s in container.streams.audio if (s.codec_context.sample_rate or 0) > 0), None)
         rate_v = v.average_rate or v.guessed_rate or Fraction(25)
         fps = Fraction(rate_v).limit_denominator(1001) if rate_v else Fraction(25)
         if fps <= 0 or fps > 1000:
             fps = Fraction(25)
         dur = container.duration / 1_000_000 if container.duration else 0.0
-        size = None
-        resampler = None
         if a is not None:
             rate = int(a.codec_context.sample_rate)
-            ch = a.codec_context.channels or 1
-            layout = "mono" if ch == 1 else "stereo"
-            resampler = av.AudioResampler(format="fltp", layout=layout, rate=rate)
-        streams = [s for s in (v, a) if s is not None]
-        for packet in container.demux(streams):
-            try:
-                decoded = packet.decode()
-            except av.error.InvalidDataError:
-                continue
-            for frame in decoded:
-                if frame.pts is None:
-                    continue
-                t = float(frame.pts * frame.time_base)
-                if packet.stream is v:
-                    if t < t0 - 1e-6 or (t1 is not None and t >= t1 - 1e-6):
-                        continue
-                    if size is None:
-                        w, h = frame.width, frame.height
-                        s = min(1.0, max_side / max(w, h))
-                        size = (_even(w * s), _even(h * s))
-                    frames.append(frame.to_ndarray(width=size[0], height=size[1], format="rgb24"))
-                    times.append(t)
-                else:
-                    if audio_start is None:
-                        audio_start = t
-                    frame.pts = None
-                    for out in resampler.resample(frame):
-                        chunks.append(out.to_ndarray().astype(np.float32, copy=False))
-        if resampler is not None:
-            for out in resampler.resample(None):
-                chunks.append(out.to_ndarray().astype(np.float32, copy=False))
-    except av.error.FFmpegError as exc:
-        if not frames:
-            raise DecodeError(f"cannot decode ({' '.join(str(exc).split())[:120]})", path) from None
+        opts = DecodeOptions(audio_rate=None, max_side=max_side, fast_video=False, colour="rgb",
+                             audio_format="fltp", audio_layout=None, rotate=False, fill_gaps=False,
+                             video_span=(t0, t1))
+        configure_video(v, opts)
+        for item in Decoder(opts, path).walk(container, v, a):
+            if isinstance(item, AudioChunk):
+                if audio_start is None:
+                    audio_start = item.t
+                chunks.append(item.samples)
+            else:
+                frames.append(item.image)
+                times.append(item.t)
     finally:
         container.close()
     if not frames:
         raise NoVideo(f"no video frames between {t0:.2f} s and {t1 if t1 is not None else dur:.2f} s", path)
     order = np.argsort(times, kind="stable")
     frames = [frames[i] for i in order]
-    audio = np.concatenate(chunks, axis=1) if chunks else None
+    audio = None
+    if chunks:  # (n,) mono or (n, 2) stereo chunks -> (channels, n)
+        audio = np.ascontiguousarray(np.concatenate([c.reshape(c.shape[0], -1) for c in chunks]).T)
     return Clip(path=path, t0=t0, t1=t1 if t1 is not None else max(dur, times[-1] + 1 / float(fps)),
                 frames=frames, frame_times=np.asarray(times)[order], fps=fps, audio=audio,
                 audio_rate=rate or 44100, audio_start=audio_start or 0.0, duration_s=dur)
+
+
+def encode_video(out, stream, pictures, format: str) -> None:
+    """Encode ``(pts, image)`` pairs (pts in ``stream``'s codec time base) and mux the packets."""
+    import av
+
+    tb = stream.codec_context.time_base
+    for pts, img in pictures:
+        fr = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format=format)
+        fr.pts = pts
+        fr.time_base = tb
+        for p in stream.encode(fr):
+            out.mux(p)
+    for p in stream.encode(None):
+        out.mux(p)
+
+
+def encode_audio(out, stream, samples: np.ndarray, rate: int, *, format: str, layout: str, start: int = 0,
+                 block: int = 1024, convert=None, mux: bool = True) -> list:
+    """Encode ``samples`` (channels, n) in blocks of ``block`` samples, pts counted in samples
+    from ``start`` (time base 1/rate).  ``convert(block)`` makes each (channels, k) block what
+    :meth:`av.AudioFrame.from_ndarray` wants for ``format``.  The packets are muxed as they come,
+    or (``mux`` False) returned for the caller to mux."""
+    import av
+
+    packets = []
+    for i in range(0, samples.shape[1], block):
+        part = samples[:, i : i + block]
+        fr = av.AudioFrame.from_ndarray(convert(part) if convert is not None else part, format=format, layout=layout)
+        fr.sample_rate = rate
+        fr.pts = start + i
+        fr.time_base = Fraction(1, rate)
+        packets.extend(stream.encode(fr))
+        if mux:
+            for p in packets:
+                out.mux(p)
+            packets = []
+    packets.extend(stream.encode(None))
+    if mux:
+        for p in packets:
+            out.mux(p)
+        packets = []
+    return packets
 
 
 def write_clip(dst: str, frames: list, frame_times: np.ndarray, fps: Fraction, audio: np.ndarray | None,
@@ -147,12 +163,9 @@ def write_clip(dst: str, frames: list, frame_times: np.ndarray, fps: Fraction, a
     import av
 
     dst = os.fspath(dst)
-    folder = os.path.dirname(os.path.abspath(dst))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".mp4", dir=folder)
-    os.close(fd)
+    os.makedirs(os.path.dirname(os.path.abspath(dst)), exist_ok=True)
     try:
-        with av.open(tmp, "w", format="mp4") as out:
+        with atomic_output(dst, suffix=".mp4") as tmp, av.open(tmp, "w", format="mp4") as out:
             h, w = frames[0].shape[:2]
             vs = out.add_stream("libx264", rate=fps)
             vs.width, vs.height, vs.pix_fmt = w, h, "yuv420p"
@@ -164,45 +177,26 @@ def write_clip(dst: str, frames: list, frame_times: np.ndarray, fps: Fraction, a
                 ch = audio.shape[0]
                 as_ = out.add_stream("aac", rate=int(audio_rate), layout="mono" if ch == 1 else "stereo")
                 as_.bit_rate = 128000
-            last = -1
-            for img, t in zip(frames, frame_times):
-                pts = int(round(float(t) / VIDEO_TB))
-                if pts <= last:
-                    pts = last + 1
-                last = pts
-                fr = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")
-                fr.pts = pts
-                fr.time_base = VIDEO_TB
-                for p in vs.encode(fr):
-                    out.mux(p)
-            for p in vs.encode(None):
-                out.mux(p)
+            encode_video(out, vs, zip(_increasing(int(round(float(t) / VIDEO_TB)) for t in frame_times), frames),
+                         "rgb24")
             if as_ is not None:
-                n = audio.shape[1]
-                fsz = 1024
-                for i in range(0, n, fsz):
-                    block = np.ascontiguousarray(np.clip(audio[:, i : i + fsz], -1, 1).astype(np.float32))
-                    af = av.AudioFrame.from_ndarray(block, format="fltp",
-                                                    layout="mono" if block.shape[0] == 1 else "stereo")
-                    af.sample_rate = int(audio_rate)
-                    af.pts = i
-                    af.time_base = Fraction(1, int(audio_rate))
-                    for p in as_.encode(af):
-                        out.mux(p)
-                for p in as_.encode(None):
-                    out.mux(p)
-        os.replace(tmp, dst)
-    except BaseException as exc:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
-            raise
-        if isinstance(exc, MediaError):
-            raise
+                encode_audio(out, as_, audio, int(audio_rate), format="fltp",
+                             layout="mono" if audio.shape[0] == 1 else "stereo",
+                             convert=lambda b: np.ascontiguousarray(np.clip(b, -1, 1).astype(np.float32)))
+    except MediaError:
+        raise
+    except Exception as exc:
         raise MediaError(f"cannot write ({' '.join(str(exc).split())[:160]})", dst) from None
     return dst
+
+
+def _increasing(values):
+    """``values`` made strictly increasing (a repeated or earlier one becomes last + 1)."""
+    last = -1
+    for v in values:
+        v = v if v > last else last + 1
+        last = v
+        yield v
 
 
 def segment_frames(clip: Clip, t0: float, t1: float) -> tuple[list, np.ndarray]:

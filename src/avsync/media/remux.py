@@ -18,11 +18,10 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from fractions import Fraction
 
 from ..errors import AvsyncError, MediaError
-from .source import open_container
+from .base import atomic_output, is_cover_art, open_container, short_reason
 
 #: containers whose audio timing is implied by the byte count, not by timestamps
 _NO_AUDIO_DELAY_FORMATS = {"avi"}
@@ -33,19 +32,6 @@ _FORMATS = {
     ".webm": "webm", ".avi": "avi", ".ts": "mpegts", ".mts": "mpegts", ".m2ts": "mpegts",
     ".mpg": "mpeg", ".mpeg": "mpeg", ".flv": "flv", ".3gp": "3gp", ".nut": "nut",
 }
-
-
-def _short(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    text = text.split(": '")[0]
-    return " ".join(text.split())[:200]
-
-
-def _is_cover_art(stream) -> bool:
-    try:
-        return bool(stream.disposition & 0x400)
-    except Exception:  # pragma: no cover
-        return False
 
 
 def _format_for(dst: str) -> str | None:
@@ -93,13 +79,13 @@ def shift_streams(src: str | os.PathLike, dst: str | os.PathLike, audio_delay_s:
     inp = open_container(src)
     fmt = _format_for(dst)
     try:
-        streams = [s for s in inp.streams if s.type in ("video", "audio") and not _is_cover_art(s)]
+        streams = [s for s in inp.streams if s.type in ("video", "audio") and not is_cover_art(s)]
         if not any(s.type == "video" for s in streams) or not any(s.type == "audio" for s in streams):
             raise MediaError("needs both an audio and a video stream to re-time", src)
         try:
             out = av.open(dst, mode="w", format=fmt)
         except Exception as exc:
-            raise MediaError(f"cannot write this container ({_short(exc)})", dst) from None
+            raise MediaError(f"cannot write this container ({short_reason(exc)})", dst) from None
         try:
             _copy(inp, out, streams, audio_delay_s, src, dst)
         finally:
@@ -123,7 +109,7 @@ def _copy(inp, out, streams, audio_delay_s: float, src: str, dst: str) -> None:
             omap[s.index] = out.add_stream_from_template(s)
         except Exception as exc:
             raise MediaError(f"cannot copy {s.type} stream {s.index} ({s.codec_context.name}) into "
-                             f"{fmt_name} ({_short(exc)})", dst) from None
+                             f"{fmt_name} ({short_reason(exc)})", dst) from None
     pad = {}  # stream index -> list of silent payloads (AVI + PCM audio delay)
     if delayed_type == "audio" and delay > 0 and fmt_name in _NO_AUDIO_DELAY_FORMATS:
         for s in streams:
@@ -175,7 +161,7 @@ def _copy(inp, out, streams, audio_delay_s: float, src: str, dst: str) -> None:
     except MediaError:
         raise
     except av.error.FFmpegError as exc:
-        raise MediaError(f"remux failed ({_short(exc)})", dst) from None
+        raise MediaError(f"remux failed ({short_reason(exc)})", dst) from None
     if not first_pts:
         raise MediaError("no packets to copy", src)
 
@@ -189,17 +175,12 @@ def shift_file(src: str | os.PathLike, dst: str | os.PathLike, audio_delay_s: fl
     if os.path.abspath(src) == os.path.abspath(dst):
         raise MediaError("output must differ from the input", dst)
     root, ext = os.path.splitext(os.path.basename(dst))
-    fd, tmp = tempfile.mkstemp(prefix=f".{root}.", suffix=f".partial{ext}", dir=folder)
-    os.close(fd)
+    tmp = None
     try:
-        shift_streams(src, tmp, audio_delay_s)
-        os.replace(tmp, dst)
-    except BaseException as exc:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        if isinstance(exc, AvsyncError) and exc.path == tmp:
+        with atomic_output(dst, prefix=f".{root}.", suffix=f".partial{ext}") as tmp:
+            shift_streams(src, tmp, audio_delay_s)
+    except AvsyncError as exc:
+        if tmp is not None and exc.path == tmp:
             exc.path = dst  # name the file the user asked for, not the temporary one
         raise
     return dst
@@ -211,3 +192,53 @@ def fix_file(src: str | os.PathLike, dst: str | os.PathLike, offset_ms: float) -
     if offset_ms is None or not math.isfinite(offset_ms):
         raise MediaError("no offset to correct", os.fspath(src))
     return shift_file(src, dst, offset_ms / 1000.0)
+
+
+def copy_packets(inp, out, omap: dict, offsets: dict | None = None, need_pts: bool = False) -> None:
+    """Mux the packets of ``inp``'s streams in ``omap`` (input index -> output stream) into ``out``
+    unchanged (no re-encoding), their timestamps moved by ``offsets[index]`` (in the stream's
+    time base).  Packets without a dts (with ``need_pts``, or without a pts) are dropped."""
+    offsets = offsets or {}
+    for p in inp.demux([s for s in inp.streams if s.index in omap]):
+        if p.dts is None or (need_pts and p.pts is None):
+            continue
+        k = offsets.get(p.stream.index, 0)
+        if k:
+            p.pts += k
+            p.dts += k
+        p.stream = omap[p.stream.index]
+        out.mux(p)
+
+
+def packet_span(src: str | os.PathLike) -> float:
+    """End of the last audio or video packet (pts + duration) in seconds, from a demux (no decoding)."""
+    dur = 0.0
+    with open_container(os.fspath(src)) as probe:
+        for p in probe.demux([s for s in probe.streams if s.type in ("audio", "video")]):
+            if p.pts is not None:
+                dur = max(dur, float((p.pts + (p.duration or 0)) * p.time_base))
+    return dur
+
+
+def loop_file(src: str | os.PathLike, dst: str | os.PathLike, min_seconds: float) -> float:
+    """Concatenate ``src`` with itself into ``dst`` (Matroska; timestamps re-based, no re-encode)
+    until it lasts ``min_seconds``; returns the resulting duration."""
+    import av
+
+    src, dst = os.fspath(src), os.fspath(dst)
+    dur = packet_span(src)
+    if not dur:
+        raise MediaError("unknown duration", src)
+    loops = max(1, int(-(-min_seconds // dur)))
+    with open_container(src) as first:
+        streams = [s for s in first.streams if s.type in ("audio", "video")]
+        out = av.open(dst, "w", format="matroska")
+        omap = {s.index: out.add_stream_from_template(s) for s in streams}
+        tbs = {s.index: s.time_base for s in streams}
+    try:
+        for k in range(loops):
+            with open_container(src) as inp:
+                copy_packets(inp, out, omap, {i: int(round(k * dur / tb)) for i, tb in tbs.items()}, need_pts=True)
+    finally:
+        out.close()
+    return loops * dur

@@ -22,6 +22,8 @@ from fractions import Fraction
 
 import numpy as np
 
+from .clips import encode_audio, encode_video
+
 #: how long a flash takes to fade back to the background (seconds)
 FLASH_FADE_S = 0.16
 #: length of one click/beep (seconds)
@@ -139,41 +141,26 @@ class _Painter:
         return np.concatenate([self.grey(level), self._chroma], axis=0)
 
 
-def _audio_frame_format(codec_ctx) -> tuple[str, bool]:
-    fmt = codec_ctx.format
-    name = fmt.name if fmt is not None else "fltp"
-    return name, bool(fmt.is_planar) if fmt is not None else True
-
-
 def _write_audio_frames(container, stream, signal: np.ndarray, rate: int, channels: int,
                         start_sample: int) -> None:
-    """Encode ``signal`` (channels x n, float in [-1, 1]) with pts counted from
-    ``start_sample`` in a 1/rate time base."""
-    import av
-
+    """Encode ``signal`` (channels x n, float in [-1, 1]) in the codec's own sample format, with
+    pts counted from ``start_sample`` in a 1/rate time base."""
     ctx = stream.codec_context
-    name, planar = _audio_frame_format(ctx)
-    frame_size = ctx.frame_size or 1024
-    layout = _LAYOUTS[channels]
-    n = signal.shape[1]
-    for i in range(0, n, frame_size):
-        chunk = signal[:, i:i + frame_size]
+    fmt = ctx.format
+    name = fmt.name if fmt is not None else "fltp"
+    planar = bool(fmt.is_planar) if fmt is not None else True
+
+    def convert(chunk: np.ndarray) -> np.ndarray:
         if name.startswith("s16"):
             data = np.clip(np.round(chunk * 32767), -32768, 32767).astype(np.int16)
         elif name.startswith("s32"):
             data = np.clip(np.round(chunk * 2147483647), -2147483648, 2147483647).astype(np.int32)
         else:
             data = chunk.astype(np.float32)
-        arr = data if planar else data.T.reshape(1, -1)
-        arr = np.ascontiguousarray(arr)
-        fr = av.AudioFrame.from_ndarray(arr, format=name, layout=layout)
-        fr.sample_rate = rate
-        fr.pts = start_sample + i
-        fr.time_base = Fraction(1, rate)
-        for pkt in stream.encode(fr):
-            container.mux(pkt)
-    for pkt in stream.encode(None):
-        container.mux(pkt)
+        return np.ascontiguousarray(data if planar else data.T.reshape(1, -1))
+
+    encode_audio(container, stream, signal, rate, format=name, layout=_LAYOUTS[channels], start=start_sample,
+                 block=ctx.frame_size or 1024, convert=convert)
 
 
 def make_clip(path: str | os.PathLike, *, duration_s: float = 8.0, fps: float | Fraction = 25,
@@ -257,19 +244,17 @@ def make_clip(path: str | os.PathLike, *, duration_s: float = 8.0, fps: float | 
         if vs is not None:
             tb = vs.codec_context.time_base
             painter = _Painter(width, height, video)
-            for t, tf in zip(ftimes, ft):
-                level = 0.0
-                if video == "events" and ev_v.size:
-                    k = np.searchsorted(ev_v, tf + 1e-9) - 1
-                    if k >= 0:
-                        level = max(0.0, 1.0 - (tf - ev_v[k]) / FLASH_FADE_S)
-                frame = av.VideoFrame.from_ndarray(painter.yuv420p(level), format="yuv420p")
-                frame.pts = int(round(t / tb))
-                frame.time_base = tb
-                for pkt in vs.encode(frame):
-                    container.mux(pkt)
-            for pkt in vs.encode(None):
-                container.mux(pkt)
+
+            def pictures():
+                for t, tf in zip(ftimes, ft):
+                    level = 0.0
+                    if video == "events" and ev_v.size:
+                        k = np.searchsorted(ev_v, tf + 1e-9) - 1
+                        if k >= 0:
+                            level = max(0.0, 1.0 - (tf - ev_v[k]) / FLASH_FADE_S)
+                    yield int(round(t / tb)), painter.yuv420p(level)
+
+            encode_video(container, vs, pictures(), "yuv420p")
         # ---- audio ----
         if as_ is not None:
             n = max(1, int(round((duration_s - audio_start_s) * audio_rate)))

@@ -49,7 +49,7 @@ def _decode(path: str, video: bool, max_side: int = 640):
     """(wave float32, time of wave[0], [(t, grey image)] when ``video``)."""
     from ..errors import NoAudio
     from ..media import open_media
-    from ..media.source import AudioChunk, DecodeOptions
+    from ..media.base import AudioChunk, DecodeOptions
 
     chunks, frames = [], []
     with open_media(path) as src:

@@ -25,7 +25,7 @@ import numpy as np
 from ...errors import MissingWeights, UsageError
 from ...features import faces as facemod
 from ...media import open_media
-from ...media.source import MediaInfo
+from ...media.base import MediaInfo
 from ...report import Report, Window
 from ...timeline import build_report, tolerance, window_spans
 from ..base import Estimate, Estimator, LagProfile, register

@@ -17,7 +17,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from ...errors import NoAudio, NoVideo, TooShort
-from ...media.source import AudioChunk, DecodeOptions, MediaSource
+from ...media.base import AudioChunk, DecodeOptions, MediaSource
 
 FPS = 25
 RATE = 16000
