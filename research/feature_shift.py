@@ -62,6 +62,7 @@ def shifted(feats, shift_ms: float, audio_from=None):
     f = copy.copy(feats)
     a = copy.copy((audio_from or feats).audio)
     a.t0 = a.t0 - shift_ms / 1000.0
+    a.hf_t0 = a.hf_t0 - shift_ms / 1000.0
     f.audio = a
     for k in ("_fcn_cache",):
         if k in f.__dict__:
