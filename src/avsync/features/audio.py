@@ -118,6 +118,13 @@ class AudioFeatures:
         return int(self.speech.size)
 
 
+def windowed_frames(buf: np.ndarray, win: int, hop: int, window: np.ndarray) -> np.ndarray:
+    """(n, win) windowed frames of ``buf`` every ``hop`` samples (as many as fit)."""
+    n = 1 + (buf.size - win) // hop if buf.size >= win else 0
+    idx = np.arange(win)[None, :] + hop * np.arange(max(n, 0))[:, None]
+    return buf[idx] * window
+
+
 class HighBandExtractor:
     """Incremental energy (dB) of :data:`HIGH_BANDS` on a 200 Hz grid."""
 
@@ -141,11 +148,11 @@ class HighBandExtractor:
             self._process()
 
     def _process(self) -> None:
-        n = 1 + (self._buf.size - self.win) // self.hop if self._buf.size >= self.win else 0
+        frames = windowed_frames(self._buf, self.win, self.hop, self.window)
+        n = len(frames)
         if n <= 0:
             return
-        idx = np.arange(self.win)[None, :] + self.hop * np.arange(n)[:, None]
-        spec = np.abs(np.fft.rfft(self._buf[idx] * self.window, self.nfft, axis=1)) ** 2
+        spec = np.abs(np.fft.rfft(frames, self.nfft, axis=1)) ** 2
         self._out.append(np.stack([10.0 * np.log10(spec[:, m].sum(1) + 1e-10) for m in self.masks], axis=1))
         self._buf = self._buf[n * self.hop:]
 
@@ -188,11 +195,10 @@ class AudioFeatureExtractor:
             self._process()
 
     def _process(self) -> None:
-        n = 1 + (self._buf.size - self.win) // self.hop if self._buf.size >= self.win else 0
+        frames = windowed_frames(self._buf, self.win, self.hop, self.window)
+        n = len(frames)
         if n <= 0:
             return
-        idx = np.arange(self.win)[None, :] + self.hop * np.arange(n)[:, None]
-        frames = self._buf[idx] * self.window
         spec = np.abs(np.fft.rfft(frames, self.nfft, axis=1)) ** 2
         eps = 1e-10
         self._out["speech"].append(np.log10(spec[:, self.speech_band].sum(1) + eps))
