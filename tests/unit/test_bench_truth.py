@@ -60,3 +60,20 @@ def test_saved_rows_take_the_truth_afresh(tmp_path):
          "seconds": 1.0, "method": "auto", "error": None}]) + "\n")
     rows = load_rows(str(saved), [str(root / "speech")])
     assert rows[0].truth_ms == 160.0 and rows[0].base == "published"
+
+
+def test_leave_speaker_out_tables_per_fold(tmp_path):
+    from avsync.bench.calibrate import fold_path, read_folds
+    from avsync.bench.shift import calibration_for
+
+    folds = tmp_path / "folds.csv"
+    folds.write_text("clip,fold,exclude\na.mp4,1,grid_ lrs2_\nb.mp4,1,grid_\nc.mp4,2,\n")
+    got = read_folds(str(folds))
+    assert got[1] == ({"a.mp4", "b.mp4"}, ("grid_", "lrs2_")) and got[2] == ({"c.mp4"}, ())
+    cal = str(tmp_path / "cal.json")
+    assert fold_path(cal, 2) == str(tmp_path / "cal_fold2.json")
+    assert calibration_for("a.mp4", cal, str(folds)) == str(tmp_path / "cal_fold1.json")
+    # a clip in no fold: the table itself when it exists, else "" (the shipped one)
+    assert calibration_for("z.mp4", cal, str(folds)) == ""
+    (tmp_path / "cal.json").write_text("{}")
+    assert calibration_for("z.mp4", cal, str(folds)) == cal

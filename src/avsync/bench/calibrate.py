@@ -55,9 +55,9 @@ def shifted(features, audio_from, shift_ms: float):
     return replace(features, audio=a)
 
 
-def closures_bias(feats: list) -> tuple[float, int]:
-    """Median offset the lip closures find on the (in-sync) clips where they answer, with
-    their bias at 0, and how many clips answered."""
+def closures_bias(feats: list, bases: list[float] | None = None) -> tuple[float, int]:
+    """Median offset the lip closures find (minus the clip's own ``bases``, default 0) on the
+    clips where they answer, with their bias at 0, and how many clips answered."""
     from ..estimators.base import EstimatorOptions
     from ..estimators.closures import ClosuresEstimator
     from ..estimators.correlation import calibration_table, use_calibration
@@ -66,7 +66,8 @@ def closures_bias(feats: list) -> tuple[float, int]:
     use_calibration({k: v for k, v in table.items() if k != "closures"})
     try:
         est = ClosuresEstimator(EstimatorOptions())
-        found = [e.offset_ms for e in (est.estimate(F) for F in feats) if e.assessable]
+        bases = bases or [0.0] * len(feats)
+        found = [e.offset_ms - b for e, b in ((est.estimate(F), b) for F, b in zip(feats, bases)) if e.assessable]
     finally:
         use_calibration(None)
     # a bias from a handful of clips is noise: below MIN_BIAS_CLIPS it stays 0
@@ -79,9 +80,12 @@ def family(features) -> str:
     return name.split("_", 1)[0].lower()
 
 
-def samples_for(method: str, feats: list, rng: random.Random) -> tuple[list[dict], list[float]]:
+def samples_for(method: str, feats: list, rng: random.Random,
+                bases: list[float] | None = None) -> tuple[list[dict], list[float]]:
     """Raw estimates on real (shifted) pairs, sub-windows and null pairs.  Each row
-    carries ``clip`` (its index in ``feats``) so that fits can leave clips out."""
+    carries ``clip`` (its index in ``feats``) so that fits can leave clips out.  ``bases``:
+    each clip's own offset (ms; 0 for clips in sync)."""
+    bases = bases or [0.0] * len(feats)
     from ..estimators import get_estimator
 
     est = get_estimator(method)
@@ -103,10 +107,10 @@ def samples_for(method: str, feats: list, rng: random.Random) -> tuple[list[dict
             for t0, t1 in spans:
                 e = est.estimate(shifted(F, F, d), t0, t1)
                 if e.assessable:
-                    rows.append({"stats": e.stats, "truth": float(d), "null": False, "fps": F.visual.fps,
-                                 "clip": i, "whole": t0 is None})
+                    rows.append({"stats": e.stats, "truth": float(d + bases[i]), "null": False,
+                                 "fps": F.visual.fps, "clip": i, "whole": t0 is None})
                     if d == 0 and t0 is None:
-                        zero.append((i, e.stats["raw_offset_ms"]))
+                        zero.append((i, e.stats["raw_offset_ms"] - bases[i]))
             if d in (0, 240, -400):
                 for k in partners:
                     e = est.estimate(shifted(F, feats[k], d))
@@ -173,9 +177,10 @@ def reliability(p: np.ndarray, y: np.ndarray) -> list[str]:
     return lines
 
 
-def calibrate(method: str, feats: list, seed: int = 0, with_bias: bool | None = None) -> tuple[dict, str]:
+def calibrate(method: str, feats: list, seed: int = 0, with_bias: bool | None = None,
+              bases: list[float] | None = None) -> tuple[dict, str]:
     rng = random.Random(seed)
-    rows, zero = samples_for(method, feats, rng)
+    rows, zero = samples_for(method, feats, rng, bases)
     with_bias = (method == "lips") if with_bias is None else with_bias
     model = fit_model(rows, [z for _, z in zero], with_bias)
     y = _targets(rows, model["bias_ms"])
@@ -236,8 +241,9 @@ def leave_one_out(method: str, feats: list, names: list[str], seed: int = 0, wit
     return "\n".join(lines)
 
 
-def lips_bias_first(feats: list) -> float:
-    """Median raw offset of the lips' correlation alone (closures not weighed) on the clips."""
+def lips_bias_first(feats: list, bases: list[float] | None = None) -> float:
+    """Median raw offset (minus each clip's own base) of the lips' correlation alone (closures
+    not weighed) on the clips."""
     from ..estimators import lips
     from ..estimators.base import EstimatorOptions
 
@@ -245,10 +251,93 @@ def lips_bias_first(feats: list) -> float:
     lips.CLOSURE_WEIGHT = 0.0
     try:
         est = lips.LipsEstimator(EstimatorOptions())
-        raw = [e.stats["raw_offset_ms"] for e in (est.estimate(F) for F in feats) if e.assessable]
+        bases = bases or [0.0] * len(feats)
+        raw = [e.stats["raw_offset_ms"] - b for e, b in ((est.estimate(F), b) for F, b in zip(feats, bases))
+               if e.assessable]
     finally:
         lips.CLOSURE_WEIGHT = weight
     return float(np.median(raw)) if raw else 0.0
+
+
+def speech_fit(feats: list, bases: list[float], speech: list, command: str, seed: int) -> dict:
+    """The speech entries (closures bias, lips bias and confidence) fitted on ``feats`` (training
+    clips, with ``bases``) plus ``speech``: (name, features, base) of clips with a known base."""
+    from ..estimators.correlation import use_calibration
+
+    allf = [F for F in feats if F.visual.face_coverage >= 0.5]
+    allb = [b for F, b in zip(feats, bases) if F.visual.face_coverage >= 0.5]
+    allf += [F for _, F, _ in speech]
+    allb += [b for _, _, b in speech]
+    bias, answered = closures_bias(allf, allb)
+    table = {"closures": {"bias_ms": round(bias, 2), "n_clips": answered, "fitted_on": "training clips",
+                          "command": command}}
+    print(f"closures: bias {bias:+.1f} ms ({answered} of {len(allf)} clips with a face answered; "
+          f"fewer than {MIN_BIAS_CLIPS} leave it at 0)")
+    # the lips estimate weighs the closures at lags corrected by both biases: a first lips bias
+    # from the correlation alone (unshifted clips), refitted below with the closures weighed in
+    table["lips"] = {"bias_ms": round(lips_bias_first(allf, allb), 2)}
+    use_calibration(dict(table))
+    try:
+        model, text = calibrate("lips", allf, seed, bases=allb)
+    finally:
+        use_calibration(None)
+    model["fitted_on"] = "training clips" + (f" + {len(speech)} speech clips of known base" if speech else "")
+    model["command"] = command
+    table["lips"] = model
+    print(text)
+    return table
+
+
+def _speech_clips(args, ex_paths_features) -> list[tuple[str, object, float]]:
+    """(name, features, base) of the ``--speech`` clips whose TRUTH.csv base is known."""
+    from .shift import find_clips, truth_for
+
+    clips = find_clips([args.speech])
+    known = [(p, t[0]) for p, t in truth_for(clips).items() if t[0] is not None]
+    print(f"calibrate: extracting features of {len(known)} speech clips of known base", file=sys.stderr)
+    with ProcessPoolExecutor(os.cpu_count() or 1) as ex:
+        got = list(ex.map(ex_paths_features, [p for p, _ in known]))
+    return [(os.path.basename(p), F, b) for (p, F), (_, b) in zip(got, known) if F is not None]
+
+
+def read_folds(path: str) -> dict[int, tuple[set[str], tuple[str, ...]]]:
+    """A folds CSV (``clip,fold,exclude``) as {fold: (clip names, training prefixes to leave out)}."""
+    from ..errors import UsageError
+
+    out: dict[int, tuple[set[str], set[str]]] = {}
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            for row in csv.DictReader(fh):
+                k = int(row["fold"])
+                names, ex = out.setdefault(k, (set(), set()))
+                names.add(row["clip"].strip())
+                ex.update((row.get("exclude") or "").split())
+    except (OSError, KeyError, ValueError) as exc:
+        raise UsageError(f"{path}: not a folds table ({exc})") from None
+    return {k: (n, tuple(sorted(e))) for k, (n, e) in out.items()}
+
+
+def fold_path(out: str, fold: int) -> str:
+    root, ext = os.path.splitext(out)
+    return f"{root}_fold{fold}{ext or '.json'}"
+
+
+def write_fold_tables(args, feats: list, speech: list, table: dict, command: str) -> None:
+    """One table per fold: the speech fits without that fold's clips and without the training
+    clips of its speakers (the motion entry as fitted on the whole pool)."""
+    folds = read_folds(args.folds)
+    names = [os.path.basename(getattr(F.info, "path", "") or "") for F in feats]
+    for k, (clips, exclude) in sorted(folds.items()):
+        keep = [F for F, n in zip(feats, names) if not any(n.startswith(x) for x in exclude)]
+        rest = [s for s in speech if s[0] not in clips]
+        print(f"fold {k}: {len(keep)} training clips, {len(rest)} speech clips of other folds")
+        ft = speech_fit(keep, [0.0] * len(keep), rest, command + f" --folds {args.folds} (fold {k})", args.seed)
+        ft["motion"] = table.get("motion")
+        dst = fold_path(args.out, k)
+        with open(dst, "w") as fh:
+            json.dump(ft, fh, indent=1)
+            fh.write("\n")
+        print(f"wrote {dst}")
 
 
 def train_clips(train_dir: str, n_short: int, seed: int, exclude: tuple[str, ...] = ()) -> list[str]:
@@ -297,21 +386,13 @@ def main(args) -> int:
         command += " --exclude " + " ".join(exclude)
     if args.events:
         command += f" --events {args.events}"
-    from ..estimators.correlation import use_calibration
+    if getattr(args, "speech", None):
+        command += f" --speech {args.speech}"
 
-    faced = [F for F in feats if F.visual.face_coverage >= 0.5]
-    bias, answered = closures_bias(faced)
-    table = {"closures": {"bias_ms": round(bias, 2), "n_clips": answered, "fitted_on": "training clips",
-                          "command": command}}
-    print(f"speech fits on {len(feats)} of {len(every)} clips (--exclude {' '.join(exclude) or '-'})")
-    print(f"closures: bias {bias:+.1f} ms ({answered} of {len(faced)} clips with a face answered; "
-          f"fewer than {MIN_BIAS_CLIPS} leave it at 0)")
-    # the lips estimate weighs the closures at lags corrected by both biases: a first lips bias
-    # from the correlation alone (unshifted clips), refitted below with the closures weighed in
-    table["lips"] = {"bias_ms": round(lips_bias_first(faced), 2)}
-    use_calibration(dict(table))
-    for method in ("lips", "motion"):
-        if method == "motion" and events:
+    speech = _speech_clips(args, ex_paths_features=_features) if getattr(args, "speech", None) else []
+    table = speech_fit(feats, [0.0] * len(feats), speech, command, args.seed)
+    for method in ("motion",):
+        if events:
             # the motion cue serves non-speech content: fit its confidence on real event
             # clips too.  No bias: the clips' raw offsets scatter over +-1 s, and removing their
             # median made the cross-fitted accuracy worse (6.2 % -> 0.4 % within a frame).
@@ -322,13 +403,13 @@ def main(args) -> int:
             model, text = calibrate(method, ef + every, args.seed, with_bias=False)
             model["fitted_on"] = "event clips + training clips"
         else:
-            usable = [F for F in feats if method != "lips" or F.visual.face_coverage >= 0.5]
-            model, text = calibrate(method, usable, args.seed)
+            model, text = calibrate(method, every, args.seed)
             model["fitted_on"] = "training clips"
         model["command"] = command
         table[method] = model
         print(text)
-    use_calibration(None)
+    if getattr(args, "folds", None):
+        write_fold_tables(args, feats, speech, table, command)
     with open(args.out, "w") as fh:
         json.dump(table, fh, indent=1)
         fh.write("\n")

@@ -134,7 +134,12 @@ def _measure(job: tuple) -> list[Row]:
     from ..features import extract_features
     from ..media import open_media
 
-    clip, family, kind, shift, truth, path, method, tmpdir, audio_from, status = job
+    clip, family, kind, shift, truth, path, method, tmpdir, audio_from, status, *calib = job
+    if calib and calib[0]:
+        from ..estimators.correlation import use_calibration
+
+        with open(calib[0], encoding="utf-8") as fh:
+            use_calibration(json.load(fh))
     specs = parse_methods(method)
     t = time.perf_counter()
     created = None
@@ -427,8 +432,22 @@ def report(rows: list[Row], wall_s: float, workers: int) -> str:
     return "\n".join(out)
 
 
+def calibration_for(clip: str, calibration: str, folds: str | None) -> str:
+    """The calibration table a clip is measured with: with ``folds``, the table of the clip's
+    fold (``CAL_foldK.json``, fitted without that fold's clips and speakers); else ``calibration``."""
+    if not folds:
+        return calibration
+    from .calibrate import fold_path, read_folds
+
+    for k, (clips, _) in read_folds(folds).items():
+        if clip in clips:
+            return fold_path(calibration, k)
+    return calibration if os.path.isfile(calibration) else ""  # "": the shipped table
+
+
 def run(dirs: list[str], method: str = "auto", shifts=SHIFTS_MS, workers: int | None = None,
-        progress=None, truth_csv: str | None = None) -> tuple[list[Row], float]:
+        progress=None, truth_csv: str | None = None, calibration: str | None = None,
+        folds: str | None = None) -> tuple[list[Row], float]:
     clips = find_clips(dirs)
     if not clips:
         from ..errors import UsageError
@@ -438,6 +457,8 @@ def run(dirs: list[str], method: str = "auto", shifts=SHIFTS_MS, workers: int | 
     t = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="avsync-bench-") as tmp:
         jobs = plan_jobs(clips, method, shifts, tmp, truth_for(clips, truth_csv))
+        if calibration:
+            jobs = [(*j, calibration_for(j[0], calibration, folds)) for j in jobs]
         rows = []
         with ProcessPoolExecutor(workers) as ex:
             for i, batch in enumerate(ex.map(_measure, jobs, chunksize=4)):
@@ -492,8 +513,17 @@ def main(args) -> int:
     if getattr(args, "rows", None):
         rows, wall = load_rows(args.rows, args.dirs, getattr(args, "truth", None)), 0.0
     else:
+        folds, calibration = getattr(args, "folds", None), getattr(args, "calibration", None)
+        if folds and not calibration:
+            from ..errors import UsageError
+
+            raise UsageError("--folds needs --calibration CAL.json (the tables CAL_foldK.json beside it; clips in "
+                             "no fold use CAL.json, or the shipped table when there is none)")
         rows, wall = run(args.dirs, args.method, shifts=shifts, workers=workers, progress=progress,
-                         truth_csv=getattr(args, "truth", None))
+                         truth_csv=getattr(args, "truth", None), calibration=calibration, folds=folds)
+        if folds:
+            print(f"leave-speaker-out: each clip measured with the calibration of its fold in {folds} "
+                  f"(fitted without that fold's clips and its speakers' training clips)")
     print(f"avsync bench shift, method {args.method}, {time.strftime('%Y-%m-%d')}, "
           f"{platform.machine()} {os.cpu_count()} cores, {platform.python_version()}")
     methods = list(dict.fromkeys(r.method for r in rows))

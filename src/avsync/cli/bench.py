@@ -17,6 +17,11 @@ def register(subparsers) -> None:
                    help="comma-separated shifts in ms (default: 0,+-20,+-40,+-120,+-240,+-333,+-400,+-600)")
     s.add_argument("--truth", metavar="CSV",
                    help="clips' own base offsets (default: the TRUTH.csv in the clips' folder or above it)")
+    s.add_argument("--calibration", metavar="CAL.json",
+                   help="measure with this calibration table instead of the shipped one")
+    s.add_argument("--folds", metavar="CSV",
+                   help="leave-speaker-out: each clip in the folds table (clip,fold,exclude) is measured "
+                        "with CAL_foldK.json of its fold (see bench calibrate --folds)")
     s.add_argument("--rows", metavar="JSONL",
                    help="score measurements saved earlier with --out instead of measuring (the truth is "
                         "read afresh)")
@@ -26,6 +31,12 @@ def register(subparsers) -> None:
     c.add_argument("--out", default="src/avsync/data/calibration.json")
     c.add_argument("--short", type=int, default=300, help="how many 1.2-s LRC-AR clips to include")
     c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--speech", metavar="DIR",
+                   help="also fit the speech cues on these clips, each at its TRUTH.csv base (unknown bases "
+                        "are skipped)")
+    c.add_argument("--folds", metavar="CSV",
+                   help="with --speech: also write one table per fold (clip,fold,exclude), each fitted "
+                        "without that fold's clips and its speakers' training clips (OUT_foldK.json)")
     c.add_argument("--exclude", nargs="+", metavar="PREFIX",
                    help="leave out training clips whose file name or speaker id starts with PREFIX "
                         "(the speakers or corpora of the clips the benchmark scores)")

@@ -22,6 +22,10 @@ MEL_BANDS = 40
 HIGH_BANDS = ((1000.0, 5000.0), (2000.0, 6000.0))
 HIGH_HOP_S = 0.005
 HIGH_WIN_S = 0.016
+#: the high bands are floored this far below their loudest hop: a room is never quieter than
+#: that, while digital silence (padding, muted edits) would read as -100 dB and swamp the
+#: quiet-versus-burst contrast the closures measure
+HIGH_RANGE_DB = 60.0
 
 
 def hz_to_mel(hz):
@@ -158,7 +162,10 @@ class HighBandExtractor:
 
     def finish(self) -> np.ndarray | None:
         self._process()
-        return np.concatenate(self._out).astype(np.float32) if self._out else None
+        if not self._out:
+            return None
+        hf = np.concatenate(self._out)
+        return np.maximum(hf, hf.max(axis=0, keepdims=True) - HIGH_RANGE_DB).astype(np.float32)
 
 
 class AudioFeatureExtractor:
