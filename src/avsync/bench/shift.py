@@ -465,7 +465,24 @@ def run(dirs: list[str], method: str = "auto", shifts=SHIFTS_MS, workers: int | 
                 rows.extend(batch)
                 if progress:
                     progress(i + 1, len(jobs))
+    # one frame is the ORIGINAL clip's frame period: a shifted copy re-muxed into another
+    # container may report another (nominal) rate for the same pictures
+    fps = {os.path.basename(p): _clip_fps(p) for _, p in clips}
+    for r in rows:
+        if fps.get(r.clip):
+            r.fps = fps[r.clip]
     return rows, time.perf_counter() - t
+
+
+def _clip_fps(path: str) -> float | None:
+    from ..errors import AvsyncError
+    from ..media import open_media
+
+    try:
+        with open_media(path) as src:
+            return src.info.video_fps
+    except AvsyncError:
+        return None
 
 
 def load_rows(path: str, dirs: list[str], truth_csv: str | None = None) -> list[Row]:

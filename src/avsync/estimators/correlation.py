@@ -16,7 +16,7 @@ from importlib import resources
 import numpy as np
 
 from .base import Estimate, Estimator, LagProfile
-from .xcorr import find_peak, lagged_pearson
+from .xcorr import Peak, find_peak, lagged_pearson
 
 GRID_HZ = 100.0
 #: peaks closer than this to the best one are the same peak (for the runner-up)
@@ -157,10 +157,21 @@ class CorrelationEstimator(Estimator):
         prof = _combine(profiles, groups)
         lags_ms = (np.arange(-max_lag, max_lag + 1)) * 1000.0 / GRID_HZ
         prof, extra = self.sharpen(features, lags_ms, prof, t0, t1)
-        peak = find_peak(prof, int(round(EXCLUDE_MS / 1000 * GRID_HZ)))
+        exclude = int(round(EXCLUDE_MS / 1000 * GRID_HZ))
+        peak = find_peak(prof, exclude)
         if peak is None:
             return Estimate.abstain("no correlation could be measured", self.cue)
         raw_ms = (peak.lag - max_lag) * 1000.0 / GRID_HZ
+        grouped = len(set(groups)) > 1 and None not in groups
+        if grouped or extra:
+            plain = _mean_profile(profiles)
+            # the lag was picked on a rescaled or sharpened profile: its statistics (what the
+            # confidence reads) are those of the plain mean correlation at that lag, which keep
+            # their absolute meaning (a null pair's peak stays low)
+            at = find_peak(plain, exclude, at=int(round(peak.lag)))
+            if at is None:
+                return Estimate.abstain("no correlation could be measured", self.cue)
+            peak = Peak(lag=peak.lag, height=at.height, second=at.second, at_edge=peak.at_edge, spread=at.spread)
         # agreement: how many individual pair profiles peak within 2 frames of the mean one
         agree = []
         for p in profiles:

@@ -138,15 +138,16 @@ class Peak:
         return self.height - self.second
 
 
-def find_peak(profile: np.ndarray, exclude: int) -> Peak | None:
+def find_peak(profile: np.ndarray, exclude: int, at: int | None = None) -> Peak | None:
     """Best peak of a (possibly NaN-holed) profile, with the runner-up outside
     ``+-exclude`` samples.  Peaks at the range edges are flagged: a maximum there
-    says only that the true peak lies further out."""
+    says only that the true peak lies further out.  ``at``: describe the profile's value at
+    that index instead of its maximum (a lag chosen on other evidence)."""
     y = np.asarray(profile, np.float64)
     ok = np.isfinite(y)
-    if ok.sum() < 3:
+    if ok.sum() < 3 or (at is not None and not ok[at]):
         return None
-    i = int(np.nanargmax(np.where(ok, y, -np.inf)))
+    i = int(np.nanargmax(np.where(ok, y, -np.inf))) if at is None else int(at)
     lag, h = parabolic_peak(y, i)
     far = ok.copy()
     far[max(0, i - exclude) : i + exclude + 1] = False
