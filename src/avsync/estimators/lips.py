@@ -3,7 +3,8 @@
 The continuous correlation follows the syllable rhythm, so a neighbouring syllable (150-250 ms
 away) can fit almost as well as the truth.  Lip closures (:mod:`.closures`) are sparse,
 irregular events whose fit has one sharp peak: their evidence is added to the correlation
-profile before the peak is picked, weighted by how many closures the span holds."""
+profile before the peak is picked, at the lags the correlation itself finds plausible,
+weighted by how many closures the span holds."""
 from __future__ import annotations
 
 import numpy as np
@@ -23,7 +24,7 @@ MIN_FACE_COVERAGE = 0.3
 #: z-score; the closures only arbitrate between lags the correlation itself rates within
 #: CANDIDATE_Z of its best (they never create a peak of their own), and need MIN_CLOSURES.
 #: Chosen on training clips of speakers the benchmark does not hold (media/train: CREMA-D,
-#: VoxCeleb2, MEAD; see docs/calibration.md), never on the benchmark clips
+#: VoxCeleb2, MEAD; see docs/accuracy.md), never on the benchmark clips
 CLOSURE_WEIGHT = 1.0
 CANDIDATE_Z = 1.0
 MIN_CLOSURES = 3
