@@ -354,17 +354,3 @@ def test_find_media_groups_dataset_layouts_by_speaker_or_video(tmp_path):
         == "5535415699068794046"
     assert got["lrs2/6330311066473698535/00001.mp4"] == "6330311066473698535"
     assert got["ave/-0A9suni5YA.mp4"] == "-0A9suni5YA" and got["named/grid_s1_bbaf2n.mpg"] == "grid_s1"
-
-
-def test_frame_rate_resampling_keeps_25fps_and_holds_frames_of_slower_sources():
-    from avsync.training.fcn_data import resample_frame_rate
-
-    vis = np.arange(20, dtype=np.float32)[:, None].repeat(3, 1)
-    vm = np.ones(20, np.float32)
-    same, m = resample_frame_rate(vis, vm, 25.0, 0.0)
-    assert np.array_equal(same, vis) and np.array_equal(m, vm)
-    slow, _ = resample_frame_rate(vis, vm, 12.5, 0.0)
-    assert len(np.unique(slow[:, 0])) <= 11  # every source frame held for about two grid frames
-    assert np.all(np.abs(slow[:, 0] - np.arange(20)) <= 1.0)  # never more than half a source period off
-    fast, _ = resample_frame_rate(vis, vm, 30.0, 0.3)
-    assert np.all(np.abs(fast[:, 0] - np.arange(20)) <= 1.0)

@@ -2,7 +2,7 @@
 
 The segment classifiers of the AVE-style pipeline (threshold, mlp, mlp-rich, transformer:
 ``--metadata`` / ``--features``) and the offset models trained self-supervised on in-sync
-clips (fcn, regression; the transfer-learning architectures vggish, wav2vec2, r3d: ``--data``).
+clips (fcn; the transfer-learning architectures vggish, wav2vec2, r3d: ``--data``).
 Each family's options live with its command module; torch is imported only when a model is trained."""
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""``avsync train --model fcn|regression``: train FCN-SyncNet (or the seed-004 regression
-baseline) on folders of in-sync talking-face clips.  torch is imported only when it runs."""
+"""``avsync train --model fcn``: train FCN-SyncNet on folders of in-sync talking-face clips.
+torch is imported only when it runs."""
 from __future__ import annotations
 
 import argparse
@@ -9,13 +9,12 @@ import time
 #: models this module trains (the lead merges other helpers' model dicts into one command)
 MODELS = {
     "fcn": "FCN-SyncNet: per-frame classification over offsets (ships)",
-    "regression": "seed-004 baseline: direct regression of the offset (research only, not shipped)",
 }
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    """The ``avsync train`` options of the fcn / regression models (see :mod:`avsync.cli.train`)."""
-    g = p.add_argument_group("fcn / regression (self-supervised on in-sync clips)")
+    """The ``avsync train`` options of the fcn model (see :mod:`avsync.cli.train`)."""
+    g = p.add_argument_group("fcn (self-supervised on in-sync clips)")
     g.add_argument("--data", nargs="+", metavar="DIR", help="folders (or files) of in-sync video clips")
     g.add_argument("--cache", metavar="DIR", help="cache extracted features here (npz per clip)")
     g.add_argument("--exclude", nargs="*", default=[], metavar="S",
@@ -28,9 +27,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     g.add_argument("--workers", type=int, default=1, help="processes extracting features (default 1)")
     g.add_argument("--resume", action="store_true", help="continue from MODEL.pt.ckpt when present")
-    g.add_argument("--fps-augment", type=float, default=0.0, metavar="P",
-                   help="share of training windows shown as if filmed at another frame rate "
-                        "(12.5-50 fps, nearest-frame resampling to 25 Hz; default 0)")
     g.add_argument("--device", default="auto",
                    help="auto (a CUDA GPU when torch sees one, else the CPU; default), cpu, cuda, cuda:N")
 
@@ -66,11 +62,10 @@ def run(args: argparse.Namespace) -> int:
     check_args(args)
     from ..training.fcn import TrainOptions, train
 
-    opts = TrainOptions(data=args.data, out=args.out, model=args.model, cache_dir=args.cache,
+    opts = TrainOptions(data=args.data, out=args.out, cache_dir=args.cache,
                         steps=args.steps, batch=args.batch, max_offset=args.max_offset, channels=args.channels,
                         lr=args.lr, seed=args.seed, threads=args.threads, resume=args.resume,
-                        exclude=list(args.exclude), workers=args.workers, device=args.device,
-                        fps_augment=args.fps_augment)
+                        exclude=list(args.exclude), workers=args.workers, device=args.device)
     r = train(opts, stderr_progress(every=100))
     acc = "-" if r.val_acc_1f is None else f"{100 * r.val_acc_1f:.1f} %"
     nul = "-" if r.val_null_conf is None else f"{100 * r.val_null_conf:.1f} %"

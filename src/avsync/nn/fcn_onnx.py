@@ -67,8 +67,6 @@ def export_fcn_onnx(path_pt: str | os.PathLike, path_onnx: str | os.PathLike, op
         model = load(path_pt)
     except Exception as exc:
         raise UsageError(f"{path_pt}: cannot load FCN-SyncNet weights ({_one_line(exc)})") from None
-    if getattr(model, "is_regression", False) or not hasattr(model, "head"):
-        raise UsageError(f"{path_pt}: only the FCN-SyncNet classification model can be exported")
     folder = os.path.dirname(os.path.abspath(path_onnx))
     if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
         raise UsageError(f"{path_onnx}: cannot write (folder missing or read-only)")

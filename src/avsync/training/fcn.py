@@ -1,4 +1,4 @@
-"""Training of FCN-SyncNet (and of the seed-004 regression baseline) on in-sync clips.
+"""Training of FCN-SyncNet on in-sync clips.
 
 Self-supervised: every clip is assumed in sync; a training example is a window of
 its mouth trajectories with the clip's own audio moved by a random whole number of
@@ -27,7 +27,6 @@ TrainProgress = Callable[[str, float, float, str], None]
 class TrainOptions:
     data: list[str]
     out: str
-    model: str = "fcn"  # fcn | regression
     cache_dir: str | None = None
     steps: int = 3000
     batch: int = 32
@@ -43,7 +42,6 @@ class TrainOptions:
     exclude: list[str] = field(default_factory=list)  # substrings of paths / groups to leave out
     val_share: int = 10
     workers: int = 1  # processes for the feature extraction
-    fps_augment: float = 0.0  # share of training windows shown as if from another frame rate
     device: str = "auto"  # auto (a CUDA GPU when torch sees one, else the CPU) | cpu | cuda | cuda:N
 
 
@@ -115,7 +113,7 @@ def make_batch(tracks, rng, opts: TrainOptions, weights: np.ndarray):
 
     idx = rng.choice(len(tracks), size=opts.batch, p=weights)
     items = [sample_pair(tracks, int(i), rng, opts.length, opts.max_offset,
-                         negative=rng.random() < opts.negatives, fps_augment=opts.fps_augment) for i in idx]
+                         negative=rng.random() < opts.negatives) for i in idx]
     vis, vm, aud, am, lab = zip(*items)
     t = lambda x: torch.from_numpy(np.stack(x))  # noqa: E731
     return (t(aud).transpose(1, 2).contiguous(), t(am), t(vis).transpose(1, 2).contiguous(), t(vm),
@@ -148,29 +146,18 @@ def _to_model(model, *xs):
 
 
 def build_model(opts: TrainOptions):
-    from ..nn.fcn import FCNSyncNet, RegressionSync
+    from ..nn.fcn import FCNSyncNet
 
-    if opts.model == "fcn":
-        return FCNSyncNet(max_offset=opts.max_offset, channels=opts.channels)
-    if opts.model == "regression":
-        return RegressionSync(max_offset=opts.max_offset, channels=opts.channels)
-    from ..errors import UsageError
-
-    raise UsageError(f"unknown model {opts.model!r}")
+    return FCNSyncNet(max_offset=opts.max_offset, channels=opts.channels)
 
 
 def loss_fn(model, batch):
     """Classification: per-frame cross-entropy where the true offset is observable, plus
-    the clip-level cross-entropy; negatives are pushed towards a flat distribution.
-    Regression (baseline): mean squared error of the offset in frames."""
-    import torch
+    the clip-level cross-entropy; negatives are pushed towards a flat distribution."""
     import torch.nn.functional as F
 
     aud, am, vis, vm, lab = batch
     pos = lab != -999
-    if getattr(model, "is_regression", False):
-        pred = model.regress(aud, vis, am, vm)
-        return F.mse_loss(pred[pos], lab[pos].float()) if pos.any() else pred.sum() * 0
     model(aud, vis, am, vm)
     logits, valid, clip = model.last["logits"], model.last["valid"], model.last["clip_logits"]
     K = model.K
@@ -278,9 +265,6 @@ def predict_clip(model, aud, am, vis, vm) -> tuple[float, float]:
     """(offset in frames, confidence) of one window/clip."""
     import torch
 
-    if getattr(model, "is_regression", False):
-        with torch.no_grad():
-            return float(model.regress(aud, vis, am, vm)[0]), 0.0
     from ..nn.fcn import decode_offsets
 
     with torch.no_grad():
@@ -353,7 +337,7 @@ def train(opts: TrainOptions, progress: TrainProgress | None = None,
 
     model.eval()
     last = history[-1] if history else {}
-    cal = fit_confidence(model, val_tr, opts) if not getattr(model, "is_regression", False) else None
+    cal = fit_confidence(model, val_tr, opts)
     model.cpu()
     save(model, opts.out, {"options": {k: v for k, v in asdict(opts).items() if k not in ("resume",)},
                            "n_train": len(train_tr), "n_val": len(val_tr), "history": history,

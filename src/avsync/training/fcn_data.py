@@ -206,7 +206,7 @@ def is_validation_group(group: str, share: int = 10) -> bool:
 
 # --------------------------------------------------------------------------- training pairs
 def sample_pair(tracks: list[Track], i: int, rng: np.random.Generator, length: int, max_shift: int,
-                negative: bool = False, augment: bool = True, fps_augment: float = 0.0):
+                negative: bool = False, augment: bool = True):
     """One training example from track ``i``: (vis [L, VIS_DIM], vmask [L], aud [HOPS*L, N_MEL],
     amask [HOPS*L], label) with the audio moved EARLIER by ``label`` frames (label in
     [-max_shift, max_shift]); ``label = -999`` for a negative (another clip's audio)."""
@@ -241,8 +241,6 @@ def sample_pair(tracks: list[Track], i: int, rng: np.random.Generator, length: i
         amask[HOPS * (lo - a0):HOPS * (hi - a0)] = src.amask[HOPS * lo:HOPS * hi]
     if augment:
         vis, aud = _augment(vis, vmask, aud, amask, rng)
-        if fps_augment > 0 and rng.random() < fps_augment:
-            vis, vmask = resample_frame_rate(vis, vmask, float(rng.choice(SOURCE_RATES)), float(rng.random()))
     if L < length:  # pad to the batch length (masked)
         pv = length - L
         vis = np.concatenate([vis, np.zeros((pv, vis.shape[1]), np.float32)])
@@ -250,22 +248,6 @@ def sample_pair(tracks: list[Track], i: int, rng: np.random.Generator, length: i
         aud = np.concatenate([aud, np.zeros((HOPS * pv, N_MEL), np.float32)])
         amask = np.concatenate([amask, np.zeros(HOPS * pv, np.float32)])
     return vis, vmask, aud, amask, label
-
-
-#: source frame rates simulated by the frame-rate augmentation
-SOURCE_RATES = (12.5, 15.0, 20.0, 23.976, 29.97, 30.0, 50.0)
-
-
-def resample_frame_rate(vis, vmask, rate: float, phase: float):
-    """The visual track as it looks when a ``rate``-fps source (first frame ``phase`` of its
-    period late) is shown on the 25-Hz grid: every grid frame takes the nearest source frame,
-    which shows the picture at the source frame's own time."""
-    L = len(vis)
-    t = np.arange(L, dtype=np.float64)
-    k = np.round(t * rate / FPS - phase)  # nearest source frame
-    src_t = (k + phase) * FPS / rate  # its time on the grid
-    idx = np.clip(np.round(src_t), 0, L - 1).astype(np.int64)
-    return vis[idx].copy(), vmask[idx].copy()
 
 
 def _augment(vis, vmask, aud, amask, rng):
