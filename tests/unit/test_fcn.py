@@ -10,7 +10,8 @@ import types
 import numpy as np
 import pytest
 
-from avsync.training.fcn_data import HOPS, N_MEL, VIS_DIM, Track, sample_pair, track_from_raw
+from avsync.nn.fcn_io import HOPS, N_MEL, VIS_DIM, Track, track_from_raw
+from avsync.training.fcn_data import sample_pair
 
 
 def synth_track(rng, T, name="c", group="g", lag=0):
@@ -93,9 +94,9 @@ def test_impossible_offsets_get_no_probability():
 
 
 def test_decode_offsets_peak_and_confidence():
-    from avsync.estimators.fcn import _decode
     from avsync.nn.fcn import decode_offsets
 
+    from avsync.nn.fcn_io import decode_offset
     K = 4
     p = torch.zeros(1, 2 * K + 1, 3)
     p[0, K + 2, 0] = 1.0  # offset +2
@@ -106,7 +107,7 @@ def test_decode_offsets_peak_and_confidence():
     assert off[0, 1] == pytest.approx(-2.5) and conf[0, 1] == pytest.approx(1.0)
     assert off[0, 2] == pytest.approx((-4 * 0.6 - 3 * 0.2) / 0.8) and conf[0, 2] == pytest.approx(0.8)
     for t in range(3):
-        o, c = _decode(p[0, :, t].numpy(), K)
+        o, c = decode_offset(p[0, :, t].numpy(), K)
         assert o == pytest.approx(float(off[0, t])) and c == pytest.approx(float(conf[0, t]))
 
 
@@ -205,13 +206,16 @@ def test_estimator_chunked_equals_whole_and_finds_offset(tiny_model, monkeypatch
 
 
 def test_confidence_calibration_is_monotone_in_peak_mass():
-    from avsync.training.fcn import apply_confidence
+    from avsync.errors import UsageError
+    from avsync.nn.fcn_io import apply_confidence
 
     cal = {"coef": [1.5], "intercept": -2.0}
     vals = [apply_confidence(cal, c, 100) for c in (0.05, 0.3, 0.6, 0.95)]
     assert vals == sorted(vals) and all(0 < v < 1 for v in vals)
     assert apply_confidence(None, 0.42, 10) == 0.42
 
+    with pytest.raises(UsageError, match="calibration"):  # a file from another version: one line
+        apply_confidence({"coef": [1.0, 2.0], "intercept": 0.0}, 0.5, 10)
 
 def test_missing_weights_is_a_one_line_usage_error(tmp_path, capsys, monkeypatch):
     from avsync.cli.main import main

@@ -1,6 +1,6 @@
 """FCN-SyncNet: a fully convolutional audio-visual sync model (torch; import lazily).
 
-Inputs (see :mod:`avsync.training.fcn_data`): a 100 Hz log-mel spectrogram
+Inputs (see :mod:`avsync.nn.fcn_io`): a 100 Hz log-mel spectrogram
 ``audio`` [B, N_MEL, 4T] and per-frame mouth-landmark trajectories ``video``
 [B, VIS_DIM, T] at 25 Hz, each with a validity mask.  Two 1-D convolutional
 encoders map them to feature maps [B, C, T] (the audio encoder strides 4x to the
@@ -20,7 +20,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..training.fcn_data import HOPS, N_MEL, VIS_DIM
+from .fcn_io import HOPS, N_MEL, VIS_DIM
 
 NEG = -1e4  # logit of an impossible (masked) offset
 

@@ -9,7 +9,7 @@ clip-level logit scale and the confidence calibration fitted at the end of train
 
 Graph inputs (float32): ``audio`` [B, N_MEL, 4T] (100 Hz log-mel), ``amask`` [B, 4T],
 ``video`` [B, VIS_DIM, T] (25 Hz mouth trajectories), ``vmask`` [B, T]; the audio must have
-exactly :data:`~avsync.training.fcn_data.HOPS` hops per video frame (as every caller builds it).
+exactly :data:`~avsync.nn.fcn_io.HOPS` hops per video frame (as every caller builds it).
 Outputs: ``sync_probs`` [B, 2K+1, T], ``frame_logits`` [B, 2K+1, T] (masked offsets at -1e4),
 ``valid`` [B, 2K+1, T], ``clip_logits`` [B, 2K+1], ``audio_features`` / ``video_features``
 [B, C, T] -- the torch model's ``forward`` outputs and its ``last`` dict.

@@ -16,8 +16,8 @@ from typing import Callable
 
 import numpy as np
 
-from .fcn_data import (Track, find_media, is_validation_group, load_or_extract, sample_pair,
-                       track_from_raw)
+from ..nn.fcn_io import Track, confidence_inputs, track_from_raw
+from .fcn_data import find_media, is_validation_group, load_or_extract, sample_pair
 
 #: progress(stage, done, total, message)
 TrainProgress = Callable[[str, float, float, str], None]
@@ -208,14 +208,6 @@ def evaluate(model, tracks: list[Track], opts: TrainOptions, seed: int = 1234) -
             "val_mean_conf": float(np.mean(confs)) if confs else None}
 
 
-def confidence_inputs(raw_conf: float, frames: float) -> np.ndarray:
-    """What the confidence calibration reads: the peak's probability mass, as a logit.
-    (The frame count is not used: the validation windows are mostly 1.2-s crops, and a
-    fitted frame-count term extrapolated badly to 10-s clips.)"""
-    c = min(max(raw_conf, 1e-4), 1 - 1e-4)
-    return np.array([np.log(c / (1 - c))])
-
-
 def fit_confidence(model, tracks: list[Track], opts: TrainOptions, seed: int = 99, rounds: int = 2) -> dict | None:
     """Logistic map from (peak mass, frames) to P(within one frame), fitted on the held-out
     validation speakers: in-sync windows at random shifts (correct or not) and
@@ -249,16 +241,6 @@ def fit_confidence(model, tracks: list[Track], opts: TrainOptions, seed: int = 9
     p = 1 / (1 + np.exp(-A @ w))
     return {"coef": w[:-1].tolist(), "intercept": float(w[-1]), "n": int(len(y)), "positive_share": float(y.mean()),
             "null_conf_ge_0.5": float(np.mean(p[1::2] >= 0.5))}
-
-
-def apply_confidence(cal: dict | None, raw_conf: float, frames: float) -> float:
-    if not cal:
-        return raw_conf
-    x = confidence_inputs(raw_conf, frames)
-    if len(cal["coef"]) != x.size:
-        raise ValueError("confidence calibration does not match this version")
-    z = float(np.dot(cal["coef"], x) + cal["intercept"])
-    return float(1 / (1 + np.exp(-z)))
 
 
 def predict_clip(model, aud, am, vis, vm) -> tuple[float, float]:

@@ -1,7 +1,7 @@
 """Inputs of the transfer-learning architectures (:mod:`avsync.nn.transfer`), numpy only.
 
 A minimal loader, enough to train or fine-tune on a handful of clips: a clip becomes a
-:class:`TransferTrack` on the 25-Hz grid of FCN-SyncNet (:mod:`avsync.training.fcn_data`):
+:class:`TransferTrack` on the 25-Hz grid of FCN-SyncNet (:mod:`avsync.nn.fcn_io`):
 
 - ``vggish``: an ``n_mels``-band log-mel at 100 Hz (25-ms Hann windows, 4 hops per frame, hop
   ``4j + h`` centred at ``t_j + (h - 1.5) / 100`` as FCN-SyncNet's), normalised per clip as
@@ -21,7 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .fcn_data import FPS, HOPS, N_MEL, load_or_extract, normalise_audio, track_from_raw
+from ..nn.fcn_io import FPS, HOPS, N_MEL, normalise_audio, track_from_raw
+from .fcn_data import load_or_extract
 
 SAMPLE_RATE = 16000
 SAMPLES_PER_FRAME = 640
