@@ -266,9 +266,10 @@ def cmd_evaluate(args) -> int:
     import json
 
     from ..classify.evaluate import evaluate, load_samples, plot, table
-    from ..training.classifiers import load_model
+    from ..classify.vectors import RICH_NAMES
+    from ..nn.classifiers import load_model
 
-    models = [load_model(p) for p in args.models]
+    models = [load_model(p, RICH_NAMES) for p in args.models]
     samples, missing = load_samples(args.metadata, args.features, (args.split,), missing_ok=False)
     if missing:
         _err(f"{len(missing)} {args.split} samples have no feature file (skipped)")
