@@ -358,3 +358,19 @@ def test_find_media_groups_dataset_layouts_by_speaker_or_video(tmp_path):
         == "5535415699068794046"
     assert got["lrs2/6330311066473698535/00001.mp4"] == "6330311066473698535"
     assert got["ave/-0A9suni5YA.mp4"] == "-0A9suni5YA" and got["named/grid_s1_bbaf2n.mpg"] == "grid_s1"
+
+
+def test_train_options_belong_to_their_model_family(capsys):
+    """`avsync train` reads each family's options only for its models: any other is one line, exit 2."""
+    from avsync.cli.main import main
+
+    cases = [(["--model", "fcn", "--data", "x", "--max-epochs", "5"], "--max-epochs does not apply to --model fcn"),
+             (["--model", "transformer", "--metadata", "m", "--features", "f", "--steps", "5"],
+              "--steps does not apply to --model transformer"),
+             (["--model", "r3d", "--data", "x", "--resume", "--device", "cpu"],
+              "--resume, --device do not apply to --model r3d"),
+             (["--model", "mlp", "--data", "x", "--pretrained", "p"], "--data, --pretrained do not apply")]
+    for argv, needle in cases:
+        rc = main(["train", *argv, "--out", "never.pt"])
+        err = capsys.readouterr().err
+        assert rc == 2 and needle in err and len(err.strip().splitlines()) == 1, (argv, err)
