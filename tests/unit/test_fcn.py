@@ -67,6 +67,7 @@ def test_track_from_raw_resamples_to_25hz_and_masks_missing_faces():
 
 # ------------------------------------------------------------------ torch side
 torch = pytest.importorskip("torch")
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_shapes_variable_length():
@@ -95,8 +96,8 @@ def test_impossible_offsets_get_no_probability():
 
 def test_decode_offsets_peak_and_confidence():
     from avsync.nn.fcn import decode_offsets
-
     from avsync.nn.fcn_io import decode_offset
+
     K = 4
     p = torch.zeros(1, 2 * K + 1, 3)
     p[0, K + 2, 0] = 1.0  # offset +2
@@ -120,8 +121,8 @@ def tiny_model(tmp_path_factory):
     tr = [synth_track(rng, int(rng.integers(40, 120)), f"c{i}", f"g{i}") for i in range(40)]
     va = [synth_track(rng, 100, f"v{i}", f"h{i}") for i in range(6)]
     out = str(tmp_path_factory.mktemp("fcn") / "tiny.pt")
-    res = train(TrainOptions(data=[], out=out, steps=60, batch=16, max_offset=8, channels=16, length=40,
-                             checkpoint_every=60, threads=1), tracks=(tr, va))
+    res = train(TrainOptions(data=[], out=out, steps=40, batch=8, max_offset=8, channels=16, length=40,
+                             checkpoint_every=40, threads=1), tracks=(tr, va))
     return out, res
 
 
@@ -213,9 +214,9 @@ def test_confidence_calibration_is_monotone_in_peak_mass():
     vals = [apply_confidence(cal, c, 100) for c in (0.05, 0.3, 0.6, 0.95)]
     assert vals == sorted(vals) and all(0 < v < 1 for v in vals)
     assert apply_confidence(None, 0.42, 10) == 0.42
-
     with pytest.raises(UsageError, match="calibration"):  # a file from another version: one line
         apply_confidence({"coef": [1.0, 2.0], "intercept": 0.0}, 0.5, 10)
+
 
 def test_missing_weights_is_a_one_line_usage_error(tmp_path, capsys, monkeypatch):
     from avsync.cli.main import main

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
 

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 from avsync.cli.main import main  # noqa: E402
 from avsync.errors import UsageError  # noqa: E402
