@@ -1,4 +1,4 @@
-"""Post-hoc: run train_fcn.fit_confidence (what `avsync train` now does at its end) on a model
+"""Post-hoc: run avsync.training.fcn.fit_confidence (what `avsync train` now does at its end) on a model
 trained before that step existed, with the run's own options and validation split."""
 import sys, torch
 import os; sys.path[:0] = [os.path.join(os.path.dirname(__file__), '..', 'src'), os.path.join(os.path.dirname(__file__), '..')]
