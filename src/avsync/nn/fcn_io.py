@@ -76,12 +76,7 @@ def track_from_raw(raw: dict, t_start: float | None = None, t_end: float | None 
     lips = raw["lips"].reshape(len(vt), -1)
     dark = raw["dark"][:, None]
     v = np.concatenate([lips, dark], axis=1).astype(np.float64)
-    ok = np.isfinite(v).all(1)
-    idx = np.clip(np.searchsorted(vt, grid), 1, len(vt) - 1)
-    left = vt[idx - 1]
-    near = np.where(np.abs(grid - left) <= np.abs(vt[idx] - grid), idx - 1, idx)
-    period = np.median(np.diff(vt)) if vt.size > 1 else 1 / FPS
-    vmask = ok[near] & (np.abs(vt[near] - grid) <= 1.5 * max(period, 1 / FPS))
+    near, vmask = nearest_frames(vt, grid, np.isfinite(v).all(1))
     vis = v[near]
     if vmask.sum() >= 2:
         vis = vis - np.median(vis[vmask], axis=0)  # the speaker's neutral mouth
@@ -101,6 +96,15 @@ def track_from_raw(raw: dict, t_start: float | None = None, t_end: float | None 
     aud = normalise_audio(aud, amask)
     return Track(t0=float(lo), vis=vis.astype(np.float32), vmask=vmask.astype(np.float32),
                  aud=aud.astype(np.float32), amask=amask.astype(np.float32), name=name, group=group)
+
+
+def nearest_frames(times: np.ndarray, grid: np.ndarray, ok: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(index of the nearest of the frames at ``times`` for every ``grid`` time, mask): the mask is
+    False where that frame is not ``ok`` or more than 1.5 frame periods away (a gap)."""
+    idx = np.clip(np.searchsorted(times, grid), 1, len(times) - 1)
+    near = np.where(np.abs(grid - times[idx - 1]) <= np.abs(times[idx] - grid), idx - 1, idx)
+    period = np.median(np.diff(times)) if times.size > 1 else 1 / FPS
+    return near, ok[near] & (np.abs(times[near] - grid) <= 1.5 * max(period, 1 / FPS))
 
 
 def normalise_audio(aud: np.ndarray, amask: np.ndarray) -> np.ndarray:

@@ -131,12 +131,7 @@ def sample_pair(tracks: list[Track], i: int, rng: np.random.Generator, length: i
         src = tr
         label = int(rng.integers(-max_shift, max_shift + 1))
         a0 = s + label  # a'(t) = a(t + d): the audio moved earlier by d frames
-    aud = np.zeros((HOPS * L, N_MEL), np.float32)
-    amask = np.zeros(HOPS * L, np.float32)
-    lo, hi = max(0, a0), min(len(src), a0 + L)
-    if hi > lo:
-        aud[HOPS * (lo - a0):HOPS * (hi - a0)] = src.aud[HOPS * lo:HOPS * hi]
-        amask[HOPS * (lo - a0):HOPS * (hi - a0)] = src.amask[HOPS * lo:HOPS * hi]
+    aud, amask = window_audio(src, a0, L, L)
     if augment:
         vis, aud = _augment(vis, vmask, aud, amask, rng)
     if L < length:  # pad to the batch length (masked)
@@ -146,6 +141,19 @@ def sample_pair(tracks: list[Track], i: int, rng: np.random.Generator, length: i
         aud = np.concatenate([aud, np.zeros((HOPS * pv, N_MEL), np.float32)])
         amask = np.concatenate([amask, np.zeros(HOPS * pv, np.float32)])
     return vis, vmask, aud, amask, label
+
+
+def window_audio(src, a0: int, L: int, n: int, per_frame: int = HOPS) -> tuple[np.ndarray, np.ndarray]:
+    """(audio [per_frame * n, D], mask [HOPS * n]) of frames ``a0`` .. ``a0 + L`` of the track ``src``
+    (``per_frame`` rows of ``src.aud`` and HOPS of ``src.amask`` a frame), zero and masked where
+    the track has none; rows past ``L`` frames stay zero (padding)."""
+    aud = np.zeros((per_frame * n, src.aud.shape[1]), np.float32)
+    amask = np.zeros(HOPS * n, np.float32)
+    lo, hi = max(0, a0), min(len(src), a0 + L)
+    if hi > lo:
+        aud[per_frame * (lo - a0):per_frame * (hi - a0)] = src.aud[per_frame * lo:per_frame * hi]
+        amask[HOPS * (lo - a0):HOPS * (hi - a0)] = src.amask[HOPS * lo:HOPS * hi]
+    return aud, amask
 
 
 def _augment(vis, vmask, aud, amask, rng):
