@@ -359,6 +359,14 @@ def test_find_media_groups_dataset_layouts_by_speaker_or_video(tmp_path):
         == "5535415699068794046"
     assert got["lrs2/6330311066473698535/00001.mp4"] == "6330311066473698535"
     assert got["ave/-0A9suni5YA.mp4"] == "-0A9suni5YA" and got["named/grid_s1_bbaf2n.mpg"] == "grid_s1"
+    # --exclude: a speaker group or a path substring; nothing left is one line
+    from avsync.errors import UsageError
+    from avsync.training.fcn_data import training_clips
+
+    kept = {os.path.relpath(p, tmp_path) for p, _ in training_clips([str(tmp_path)], ["id10001", "lrs2/"])}
+    assert kept == {"vox/id10002/abcdefghijk/00001.mp4", "ave/-0A9suni5YA.mp4", "named/grid_s1_bbaf2n.mpg"}
+    with pytest.raises(UsageError, match="no usable video clips"):
+        training_clips([str(tmp_path / "vox")], ["vox"])
 
 
 def test_train_options_belong_to_their_model_family(capsys):

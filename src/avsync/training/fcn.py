@@ -17,7 +17,7 @@ from typing import Callable
 import numpy as np
 
 from ..nn.fcn_io import Track, confidence_inputs, track_from_raw
-from .fcn_data import find_media, is_validation_group, load_or_extract, sample_pair
+from .fcn_data import is_validation_group, load_or_extract, sample_pair, training_clips
 
 #: progress(stage, done, total, message)
 TrainProgress = Callable[[str, float, float, str], None]
@@ -59,12 +59,7 @@ class TrainResult:
 
 def load_tracks(opts: TrainOptions, progress: TrainProgress | None = None,
                 validation_only: bool = False) -> tuple[list[Track], list[Track]]:
-    items = [(p, g) for p, g in find_media(opts.data)
-             if not any(x and (x in p or x == g) for x in opts.exclude)]
-    if not items:
-        from ..errors import UsageError
-
-        raise UsageError(f"no usable video clips under {', '.join(opts.data)}")
+    items = training_clips(opts.data, opts.exclude)
     # a group of hundreds of clips of unknown speakers (e.g. LRC-AR crops) is split by clip
     sizes: dict[str, int] = {}
     for _, g in items:

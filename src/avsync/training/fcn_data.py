@@ -75,6 +75,17 @@ def find_media(dirs: list[str]) -> list[tuple[str, str]]:
     return out
 
 
+def training_clips(dirs: list[str], exclude=()) -> list[tuple[str, str]]:
+    """:func:`find_media` less the clips whose path contains an ``exclude`` entry or whose group is
+    one; a one-line UsageError when nothing is left."""
+    items = [(p, g) for p, g in find_media(dirs) if not any(x and (x in p or x == g) for x in exclude)]
+    if not items:
+        from ..errors import UsageError
+
+        raise UsageError(f"no usable video clips under {', '.join(dirs)}")
+    return items
+
+
 def layout_group(path: str, root: str) -> str | None:
     """The speaker / source of a clip in a dataset layout whose file names are only numbers:
     VoxCeleb (``.../id10001/<video id>/00001.mp4``: the ``idNNNNN`` folder) and LRS2 / LRS3
