@@ -9,5 +9,4 @@ pool) run pool --model fcn --data $T ${FCN_EXTRA} ;;
 f1) run fold1 --model fcn ${FCN_EXTRA} --data $T $S --exclude syncnet_example grid_s1 $F1 ;;
 f2) run fold2 --model fcn ${FCN_EXTRA} --data $T $S --exclude syncnet_example hdtf_WDA_AlexandriaOcasioCortez hdtf_RD_Radio $F2 ;;
 f3) run fold3 --model fcn ${FCN_EXTRA} --data $T $S --exclude $F3 ;;
-reg) run regression --model regression --data $T ;;
 esac

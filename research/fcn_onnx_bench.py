@@ -21,7 +21,7 @@ import numpy as np
 
 def _looped(track, frames: int):
     """The track's inputs repeated to ``frames`` video frames, batch of 1, as numpy (aud, am, vis, vm)."""
-    from avsync.training.fcn_data import HOPS
+    from avsync.nn.fcn_io import HOPS
 
     reps = -(-frames // len(track))
     vis = np.tile(track.vis, (reps, 1))[:frames]
@@ -39,7 +39,8 @@ def main(args) -> int:
     except ImportError:
         raise UsageError("bench fcn-onnx needs torch: pip install 'avsync[fcn]'") from None
     from avsync.nn.fcn import load
-    from avsync.training.fcn_data import FPS, load_or_extract, track_from_raw
+    from avsync.nn.fcn_io import FPS, track_from_raw
+    from avsync.training.fcn_data import load_or_extract
     from avsync.nn.fcn_onnx import FCNOnnx, export_fcn_onnx
 
     if args.runs < 1 or args.seconds <= 0 or args.threads < 1:

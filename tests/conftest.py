@@ -68,3 +68,15 @@ def random_syncnet():
         return m
 
     return make
+
+
+@pytest.fixture
+def one_torch_thread():
+    """torch on one thread for the test (restored after): the models in the unit tests are tiny,
+    and more threads only spin-wait on a busy machine (minutes instead of seconds)."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

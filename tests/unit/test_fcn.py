@@ -10,7 +10,8 @@ import types
 import numpy as np
 import pytest
 
-from avsync.training.fcn_data import HOPS, N_MEL, VIS_DIM, Track, sample_pair, track_from_raw
+from avsync.nn.fcn_io import HOPS, N_MEL, VIS_DIM, Track, track_from_raw
+from avsync.training.fcn_data import sample_pair
 
 
 def synth_track(rng, T, name="c", group="g", lag=0):
@@ -66,6 +67,7 @@ def test_track_from_raw_resamples_to_25hz_and_masks_missing_faces():
 
 # ------------------------------------------------------------------ torch side
 torch = pytest.importorskip("torch")
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_shapes_variable_length():
@@ -93,8 +95,8 @@ def test_impossible_offsets_get_no_probability():
 
 
 def test_decode_offsets_peak_and_confidence():
-    from avsync.estimators.fcn import _decode
     from avsync.nn.fcn import decode_offsets
+    from avsync.nn.fcn_io import decode_offset
 
     K = 4
     p = torch.zeros(1, 2 * K + 1, 3)
@@ -106,7 +108,7 @@ def test_decode_offsets_peak_and_confidence():
     assert off[0, 1] == pytest.approx(-2.5) and conf[0, 1] == pytest.approx(1.0)
     assert off[0, 2] == pytest.approx((-4 * 0.6 - 3 * 0.2) / 0.8) and conf[0, 2] == pytest.approx(0.8)
     for t in range(3):
-        o, c = _decode(p[0, :, t].numpy(), K)
+        o, c = decode_offset(p[0, :, t].numpy(), K)
         assert o == pytest.approx(float(off[0, t])) and c == pytest.approx(float(conf[0, t]))
 
 
@@ -119,8 +121,8 @@ def tiny_model(tmp_path_factory):
     tr = [synth_track(rng, int(rng.integers(40, 120)), f"c{i}", f"g{i}") for i in range(40)]
     va = [synth_track(rng, 100, f"v{i}", f"h{i}") for i in range(6)]
     out = str(tmp_path_factory.mktemp("fcn") / "tiny.pt")
-    res = train(TrainOptions(data=[], out=out, steps=60, batch=16, max_offset=8, channels=16, length=40,
-                             checkpoint_every=60, threads=1), tracks=(tr, va))
+    res = train(TrainOptions(data=[], out=out, steps=40, batch=8, max_offset=8, channels=16, length=40,
+                             checkpoint_every=40, threads=1), tracks=(tr, va))
     return out, res
 
 
@@ -205,12 +207,15 @@ def test_estimator_chunked_equals_whole_and_finds_offset(tiny_model, monkeypatch
 
 
 def test_confidence_calibration_is_monotone_in_peak_mass():
-    from avsync.training.fcn import apply_confidence
+    from avsync.errors import UsageError
+    from avsync.nn.fcn_io import apply_confidence
 
     cal = {"coef": [1.5], "intercept": -2.0}
     vals = [apply_confidence(cal, c, 100) for c in (0.05, 0.3, 0.6, 0.95)]
     assert vals == sorted(vals) and all(0 < v < 1 for v in vals)
     assert apply_confidence(None, 0.42, 10) == 0.42
+    with pytest.raises(UsageError, match="calibration"):  # a file from another version: one line
+        apply_confidence({"coef": [1.0, 2.0], "intercept": 0.0}, 0.5, 10)
 
 
 def test_missing_weights_is_a_one_line_usage_error(tmp_path, capsys, monkeypatch):
@@ -335,17 +340,27 @@ def test_find_media_groups_dataset_layouts_by_speaker_or_video(tmp_path):
         == "5535415699068794046"
     assert got["lrs2/6330311066473698535/00001.mp4"] == "6330311066473698535"
     assert got["ave/-0A9suni5YA.mp4"] == "-0A9suni5YA" and got["named/grid_s1_bbaf2n.mpg"] == "grid_s1"
+    # --exclude: a speaker group or a path substring; nothing left is one line
+    from avsync.errors import UsageError
+    from avsync.training.fcn_data import training_clips
+
+    kept = {os.path.relpath(p, tmp_path) for p, _ in training_clips([str(tmp_path)], ["id10001", "lrs2/"])}
+    assert kept == {"vox/id10002/abcdefghijk/00001.mp4", "ave/-0A9suni5YA.mp4", "named/grid_s1_bbaf2n.mpg"}
+    with pytest.raises(UsageError, match="no usable video clips"):
+        training_clips([str(tmp_path / "vox")], ["vox"])
 
 
-def test_frame_rate_resampling_keeps_25fps_and_holds_frames_of_slower_sources():
-    from avsync.training.fcn_data import resample_frame_rate
+def test_train_options_belong_to_their_model_family(capsys):
+    """`avsync train` reads each family's options only for its models: any other is one line, exit 2."""
+    from avsync.cli.main import main
 
-    vis = np.arange(20, dtype=np.float32)[:, None].repeat(3, 1)
-    vm = np.ones(20, np.float32)
-    same, m = resample_frame_rate(vis, vm, 25.0, 0.0)
-    assert np.array_equal(same, vis) and np.array_equal(m, vm)
-    slow, _ = resample_frame_rate(vis, vm, 12.5, 0.0)
-    assert len(np.unique(slow[:, 0])) <= 11  # every source frame held for about two grid frames
-    assert np.all(np.abs(slow[:, 0] - np.arange(20)) <= 1.0)  # never more than half a source period off
-    fast, _ = resample_frame_rate(vis, vm, 30.0, 0.3)
-    assert np.all(np.abs(fast[:, 0] - np.arange(20)) <= 1.0)
+    cases = [(["--model", "fcn", "--data", "x", "--max-epochs", "5"], "--max-epochs does not apply to --model fcn"),
+             (["--model", "transformer", "--metadata", "m", "--features", "f", "--steps", "5"],
+              "--steps does not apply to --model transformer"),
+             (["--model", "r3d", "--data", "x", "--resume", "--device", "cpu"],
+              "--resume, --device do not apply to --model r3d"),
+             (["--model", "mlp", "--data", "x", "--pretrained", "p"], "--data, --pretrained do not apply")]
+    for argv, needle in cases:
+        rc = main(["train", *argv, "--out", "never.pt"])
+        err = capsys.readouterr().err
+        assert rc == 2 and needle in err and len(err.strip().splitlines()) == 1, (argv, err)

@@ -12,11 +12,12 @@ import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
 
 from avsync.cli.main import main  # noqa: E402
-from avsync.training.fcn_data import HOPS, N_MEL, VIS_DIM  # noqa: E402
+from avsync.nn.fcn_io import HOPS, N_MEL, VIS_DIM  # noqa: E402
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 CAL = {"coef": [1.3], "intercept": -0.7, "n": 10}
@@ -141,7 +142,7 @@ def test_detect_onnx_path_never_imports_torch(models, tmp_path):
     code = (
         "import sys, json, io, contextlib\n"
         "import numpy as np\n"
-        "from avsync.training.fcn_data import HOPS, N_MEL\n"
+        "from avsync.nn.fcn_io import HOPS, N_MEL\n"
         + inspect.getsource(_features) +
         "from avsync.cli.main import main\n"
         "buf = io.StringIO()\n"

@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 from avsync.cli.main import main  # noqa: E402
 from avsync.errors import UsageError  # noqa: E402
-from avsync.training.fcn_data import HOPS, N_MEL, VIS_DIM  # noqa: E402
+from avsync.nn.fcn_io import HOPS, N_MEL, VIS_DIM  # noqa: E402
 
 TINY = {"vggish": {"n_mels": 32, "width": 4},
         "wav2vec2": {"conv_dim": 8, "d_model": 16, "layers": 1, "heads": 2, "ff": 16},

@@ -12,9 +12,40 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import UsageError
-from ..training.classifiers import FAULTS, KIND_INDEX, Sample
+from ..nn.classifiers import FAULTS
 
 SHIFT_BINS_MS = ((100, 200), (200, 500), (500, 1000), (1000, 1e9))
+#: the metadata's MisalignmentType -> index into FAULTS
+KIND_INDEX = {"None": 0, "time_shift": 1, "noise": 2, "mute": 3, "distort": 4}
+
+
+@dataclass
+class Sample:
+    """One featured sample of a synth metadata CSV: its per-second inputs and labels."""
+
+    sample_id: str
+    source: str
+    split: str
+    desync: int  # 1: Negative (out of sync), 0: Positive
+    kind: int  # index into FAULTS
+    shift_ms: float | None
+    times: np.ndarray  # (S,) segment starts, seconds from the file start
+    va: np.ndarray  # (S, 2)
+    rich: np.ndarray  # (S, D)
+    #: per-segment fault index (composite samples); None: every segment is ``kind``
+    seg_kind: np.ndarray | None = None
+
+    def inputs(self, kind: str) -> np.ndarray:
+        return self.va if kind == "va" else self.rich
+
+    def kinds(self) -> np.ndarray:
+        """(S,) fault index of every segment."""
+        if self.seg_kind is not None:
+            return self.seg_kind
+        return np.full(len(self.times), self.kind, np.int64)
+
+    def desyncs(self) -> np.ndarray:
+        return (self.kinds() > 0).astype(np.int64)
 
 
 def load_samples(metadata: str, features_dir: str, splits: tuple[str, ...] | None = None,

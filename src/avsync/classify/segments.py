@@ -68,12 +68,12 @@ def classify(path: str, model: str | None = None, progress=None,
     from . import vectors
     from .decision import apply
     from .features import extract
-    from ..training.classifiers import FAULTS, load_model
+    from ..nn.classifiers import FAULTS, load_model
 
     mpath = model or default_model_path()
     if model is None and not os.path.isfile(mpath):
         raise UsageError(f"{mpath}: the default model is missing from this installation; give --model")
-    pred = load_model(mpath)
+    pred = load_model(mpath, vectors.RICH_NAMES)
     if not pred.predicts_faults:
         raise UsageError(f"{mpath}: a {pred.name!r} model tells only sync from desync; "
                          "classify needs a model that names the fault (train --model transformer)")

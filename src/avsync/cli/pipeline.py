@@ -1,4 +1,5 @@
-"""`avsync dataset | features | train | evaluate | classify` (the AVE-style pipeline).
+"""`avsync dataset | features | evaluate | classify` (the AVE-style pipeline; its classifiers are
+trained by `avsync train`, :mod:`avsync.cli.train`).
 
 Registered by :mod:`avsync.cli.main` through its EXTENSIONS list.  torch, h5py and
 the dataset code are imported only inside the commands that need them.
@@ -10,21 +11,9 @@ import os
 import sys
 
 from ..errors import AvsyncError, UsageError
+from .main import _err, _want_progress
 
 EXIT_OK, EXIT_MEDIA = 0, 3
-
-
-def _err(msg: str) -> None:
-    sys.stderr.write("avsync: " + " ".join(str(msg).split()) + "\n")
-
-
-def _progress_on(args) -> bool:
-    if getattr(args, "no_progress", False):
-        return False
-    try:
-        return bool(getattr(args, "progress", False)) or sys.stderr.isatty()
-    except (AttributeError, ValueError):
-        return False
 
 
 def _workers(n: int | None) -> int:
@@ -153,7 +142,7 @@ def cmd_dataset_ave(args) -> int:
     for d in args.videos:
         if not os.path.isdir(d):
             raise UsageError(f"{d}: not a folder")
-    res = ave.trim_events(events, args.videos, args.trim_to, count_progress("trim", _progress_on(args)))
+    res = ave.trim_events(events, args.videos, args.trim_to, count_progress("trim", _want_progress(args)))
     csv_path = args.trimmed_csv or os.path.join(args.trim_to, "events.csv")
     ave.write_trim_csv(res, csv_path)
     print(f"trimmed {len(res.written)} events into {args.trim_to} (list: {csv_path}); "
@@ -198,7 +187,7 @@ def cmd_dataset_synth(args) -> int:
         raise UsageError("--small-shifts must be a share between 0 and 1")
     sources = synth.sources_from_csv(args.events, args.split_by == "official") if args.events else synth.sources_from_dirs(args.clips, args.include)
     meta = args.metadata or os.path.join(args.out, "metadata.csv")
-    res = synth.synthesize(sources, args.out, meta, opt, count_progress("synth", _progress_on(args)), args.resume)
+    res = synth.synthesize(sources, args.out, meta, opt, count_progress("synth", _want_progress(args)), args.resume)
     for sid, why in res.failed:
         _err(f"{sid}: {why}")
     kinds: dict[str, int] = {}
@@ -226,49 +215,22 @@ def cmd_features(args) -> int:
             stem = os.path.splitext(os.path.basename(p))[0] or "media"
             items.append(("".join(c if c.isalnum() or c in "-_." else "_" for c in stem), p))
     res = extract_many(items, args.out, args.npy, _workers(args.workers),
-                       count_progress("features", _progress_on(args)), args.force)
+                       count_progress("features", _want_progress(args)), args.force)
     for path, why in res.failed:
         _err(why)
     print(f"features: {res.written} written, {res.skipped} already there, {len(res.failed)} failed -> {args.out}")
     return EXIT_MEDIA if res.failed else EXIT_OK
 
 
-# -- train / evaluate ------------------------------------------------------------------
-def cmd_train(args) -> int:
-    from ..classify.evaluate import load_samples
-    from ..training.classifiers import TRAINERS, TrainOptions, save_model
-    from ..datasets.util import count_progress
-
-    if args.model not in TRAINERS:
-        raise UsageError(f"unknown model {args.model!r}; choose from {', '.join(sorted(TRAINERS))}")
-    if len(args.metadata) != len(args.features):
-        raise UsageError("give one --features DIR for every --metadata CSV")
-    samples = []
-    for meta, feats in zip(args.metadata, args.features):
-        got, missing = load_samples(meta, feats, ("train", "val"), missing_ok=False)
-        samples += got
-        if missing:
-            _err(f"{len(missing)} samples of {meta} have no feature file in {feats} (skipped)")
-    train = [s for s in samples if s.split == "train"]
-    val = [s for s in samples if s.split == "val"]
-    opt = TrainOptions(seed=args.seed, max_epochs=args.max_epochs, patience=args.patience)
-    bundle = TRAINERS[args.model](train, val, opt, count_progress(f"train {args.model} epoch", _progress_on(args)))
-    if _progress_on(args):
-        sys.stderr.write("\n")
-    save_model(bundle, args.out)
-    extra = ", ".join(f"{k} {bundle[k]:.4g}" for k in ("threshold", "val_f1", "val_loss", "epochs") if k in bundle)
-    print(f"trained {args.model} on {len(train)} samples ({sum(len(s.times) for s in train)} segments), "
-          f"validated on {len(val)}: {extra} -> {args.out}")
-    return EXIT_OK
-
-
+# -- evaluate --------------------------------------------------------------------------
 def cmd_evaluate(args) -> int:
     import json
 
     from ..classify.evaluate import evaluate, load_samples, plot, table
-    from ..training.classifiers import load_model
+    from ..classify.vectors import RICH_NAMES
+    from ..nn.classifiers import load_model
 
-    models = [load_model(p) for p in args.models]
+    models = [load_model(p, RICH_NAMES) for p in args.models]
     samples, missing = load_samples(args.metadata, args.features, (args.split,), missing_ok=False)
     if missing:
         _err(f"{len(missing)} {args.split} samples have no feature file (skipped)")

@@ -15,6 +15,7 @@ from functools import lru_cache
 import numpy as np
 
 from ..errors import MissingWeights, UsageError
+from ..nn.fcn_io import FPS, HOPS, apply_confidence, decode_offset, raw_from_features, track_from_raw
 from .base import Estimate, Estimator, EstimatorOptions, LagProfile, register
 
 #: the model shipped with the package (trained and exported by the commands in the README):
@@ -139,9 +140,7 @@ class FCNEstimator(Estimator):
         mean = np.where(n > 0, (z[:, sel] * v).sum(1) / np.maximum(n, 1), -np.inf) * scale
         p = np.exp(mean - mean.max())
         p /= p.sum()
-        off, raw = _decode(p, K)
-        from ..training.fcn import apply_confidence
-
+        off, raw = decode_offset(p, K)
         model = self._model()
         conf = apply_confidence(getattr(model, "calibration", None), raw, frames)
         lags = (np.arange(-K, K + 1)) * 40.0
@@ -167,15 +166,6 @@ class FCNEstimator(Estimator):
         return off, conf
 
 
-def _decode(p: np.ndarray, K: int) -> tuple[float, float]:
-    i = int(np.argmax(p))
-    idx = [j for j in (i - 1, i, i + 1) if 0 <= j < p.size]
-    w = p[idx]
-    conf = float(w.sum())
-    off = float(np.dot(w, np.asarray(idx) - K) / max(conf, 1e-12))
-    return off, conf
-
-
 def _inference(model):
     """(infer(aud, am, vis, vm) -> (frame logits [2K+1, T], validity [2K+1, T]), clip logit scale)
     for a torch model or an ONNX Runtime one (:class:`avsync.nn.fcn_onnx.FCNOnnx`, no torch)."""
@@ -193,8 +183,6 @@ def _inference(model):
 
 def run_model(model, features):
     """Frame logits of a whole file, chunk by chunk (numpy out)."""
-    from ..training.fcn_data import FPS, HOPS, raw_from_features, track_from_raw
-
     raw = raw_from_features(features)
     vt = raw["v_times"]
     if vt.size < 2:
@@ -242,5 +230,5 @@ def frame_offsets(features, weights: str | None = None, smooth_s: float = 1.0):
     p /= p.sum(0, keepdims=True)
     offs, confs = np.zeros(times.size), np.zeros(times.size)
     for t in range(times.size):
-        offs[t], confs[t] = _decode(p[:, t], K)
+        offs[t], confs[t] = decode_offset(p[:, t], K)
     return times, offs * 40.0, confs

@@ -1,6 +1,6 @@
 """FCN-SyncNet: a fully convolutional audio-visual sync model (torch; import lazily).
 
-Inputs (see :mod:`avsync.training.fcn_data`): a 100 Hz log-mel spectrogram
+Inputs (see :mod:`avsync.nn.fcn_io`): a 100 Hz log-mel spectrogram
 ``audio`` [B, N_MEL, 4T] and per-frame mouth-landmark trajectories ``video``
 [B, VIS_DIM, T] at 25 Hz, each with a validity mask.  Two 1-D convolutional
 encoders map them to feature maps [B, C, T] (the audio encoder strides 4x to the
@@ -20,7 +20,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..training.fcn_data import HOPS, N_MEL, VIS_DIM
+from .fcn_io import HOPS, N_MEL, VIS_DIM
 
 NEG = -1e4  # logit of an impossible (masked) offset
 
@@ -111,33 +111,6 @@ class FCNSyncNet(nn.Module):
         """Per-frame offsets [B, T] (frames, audio leads > 0) and confidences [B, T]: the
         probability mass within one frame of the most likely offset."""
         return decode_offsets(sync_probs, self.K)
-
-
-class RegressionSync(nn.Module):
-    """The seed-004 baseline, kept to show its failure honestly (not shipped): the same
-    two encoders, concatenated, a temporal convolution, pooled over time, and a linear
-    output regressing the offset in frames with a squared error."""
-
-    is_regression = True
-
-    def __init__(self, max_offset: int = 25, channels: int = 64, n_mel: int = N_MEL, vis_dim: int = VIS_DIM):
-        super().__init__()
-        self.K = int(max_offset)
-        self.config = {"max_offset": self.K, "channels": channels, "n_mel": n_mel, "vis_dim": vis_dim}
-        self.enc = FCNSyncNet(max_offset, channels, n_mel, vis_dim)  # encoders only
-        C = channels
-        self.mix = nn.Sequential(
-            nn.Conv1d(2 * C, C, 9, padding=4), nn.ReLU(),
-            nn.Conv1d(C, C, 9, padding=12, dilation=3), nn.ReLU(),
-        )
-        self.out = nn.Sequential(nn.Linear(C, C), nn.ReLU(), nn.Linear(C, 1))
-
-    def regress(self, audio, video, amask, vmask):
-        a, am, v, vm = self.enc.encode(audio, amask, video, vmask)
-        h = self.mix(torch.cat([a * am[:, None], v * vm[:, None]], 1))
-        m = (am * vm)[:, None]
-        pooled = (h * m).sum(-1) / m.sum(-1).clamp(min=1)
-        return self.out(pooled)[:, 0]
 
 
 def decode_offsets(probs, K: int):

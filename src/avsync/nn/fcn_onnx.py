@@ -9,7 +9,7 @@ clip-level logit scale and the confidence calibration fitted at the end of train
 
 Graph inputs (float32): ``audio`` [B, N_MEL, 4T] (100 Hz log-mel), ``amask`` [B, 4T],
 ``video`` [B, VIS_DIM, T] (25 Hz mouth trajectories), ``vmask`` [B, T]; the audio must have
-exactly :data:`~avsync.training.fcn_data.HOPS` hops per video frame (as every caller builds it).
+exactly :data:`~avsync.nn.fcn_io.HOPS` hops per video frame (as every caller builds it).
 Outputs: ``sync_probs`` [B, 2K+1, T], ``frame_logits`` [B, 2K+1, T] (masked offsets at -1e4),
 ``valid`` [B, 2K+1, T], ``clip_logits`` [B, 2K+1], ``audio_features`` / ``video_features``
 [B, C, T] -- the torch model's ``forward`` outputs and its ``last`` dict.
@@ -67,8 +67,6 @@ def export_fcn_onnx(path_pt: str | os.PathLike, path_onnx: str | os.PathLike, op
         model = load(path_pt)
     except Exception as exc:
         raise UsageError(f"{path_pt}: cannot load FCN-SyncNet weights ({_one_line(exc)})") from None
-    if getattr(model, "is_regression", False) or not hasattr(model, "head"):
-        raise UsageError(f"{path_pt}: only the FCN-SyncNet classification model can be exported")
     folder = os.path.dirname(os.path.abspath(path_onnx))
     if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
         raise UsageError(f"{path_onnx}: cannot write (folder missing or read-only)")

@@ -4,7 +4,7 @@ Three research architectures for users who have their own pretrained encoder wei
 replaces ONE of FCN-SyncNet's two encoders and keeps everything else of
 :class:`~avsync.nn.fcn.FCNSyncNet` -- the other modality's encoder, the cosine-similarity
 volume over offsets -K..K, the (offset, time) convolution head, ``sync_probs`` [B, 2K+1, T],
-``compute_offset`` and the training loss of :mod:`avsync.training.fcn`.
+``compute_offset`` and the training loss (:mod:`avsync.training.fcn`).
 
 ``vggish``   audio: a VGG-style 2-D conv stack (3x3 convs, max-pooling) over a log-mel spectrogram
              [B, n_mels, 4T] at 100 Hz (10-ms hops, 25-ms windows as VGGish; 64 bands by default,
@@ -42,7 +42,7 @@ import torch.nn.functional as F
 
 from ..errors import UsageError
 from .fcn import FCNSyncNet, align_streams
-from ..training.fcn_data import HOPS, N_MEL, VIS_DIM
+from .fcn_io import HOPS, N_MEL, VIS_DIM
 
 ARCHS = ("vggish", "wav2vec2", "r3d")
 SAMPLE_RATE = 16000

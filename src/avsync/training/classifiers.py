@@ -1,8 +1,5 @@
-"""The segment classifiers, their training, saving and loading (torch, CPU).
-
-Every model file is a ``torch.save`` of a plain dict (loadable with
-``weights_only=True``): ``{"format": "avsync.segmodel/1", "model": NAME, "inputs":
-"va"|"rich", "mean", "std", "config", "state", "threshold", "classes"}``.
+"""Training and saving of the segment classifiers (torch, CPU).  The networks, the model file
+format and loading are in :mod:`avsync.nn.classifiers`; the samples in :mod:`avsync.classify.evaluate`.
 
 Trainers register in :data:`TRAINERS` (name -> function); other modules add theirs
 with :func:`register_trainer`.
@@ -15,38 +12,9 @@ from typing import Callable
 
 import numpy as np
 
+from ..classify.evaluate import Sample
 from ..errors import UsageError
-
-FORMAT = "avsync.segmodel/1"
-FAULTS = ("none", "time_shift", "noise", "mute", "distort")
-KIND_INDEX = {"None": 0, "time_shift": 1, "noise": 2, "mute": 3, "distort": 4}
-
-
-@dataclass
-class Sample:
-    sample_id: str
-    source: str
-    split: str
-    desync: int  # 1: Negative (out of sync), 0: Positive
-    kind: int  # index into FAULTS
-    shift_ms: float | None
-    times: np.ndarray  # (S,) segment starts, seconds from the file start
-    va: np.ndarray  # (S, 2)
-    rich: np.ndarray  # (S, D)
-    #: per-segment fault index (composite samples); None: every segment is ``kind``
-    seg_kind: np.ndarray | None = None
-
-    def inputs(self, kind: str) -> np.ndarray:
-        return self.va if kind == "va" else self.rich
-
-    def kinds(self) -> np.ndarray:
-        """(S,) fault index of every segment."""
-        if self.seg_kind is not None:
-            return self.seg_kind
-        return np.full(len(self.times), self.kind, np.int64)
-
-    def desyncs(self) -> np.ndarray:
-        return (self.kinds() > 0).astype(np.int64)
+from ..nn.classifiers import FAULTS, FORMAT, Predictor, make_mlp, make_transformer, require_torch
 
 
 @dataclass(frozen=True)
@@ -67,7 +35,6 @@ Trainer = Callable[[list[Sample], list[Sample], TrainOptions, Callable | None], 
 TRAINERS: dict[str, Trainer] = {}
 
 
-
 class EarlyStopping:
     """Keeps the weights of the best validation loss; says stop after ``patience`` epochs without
     an improvement of more than 1e-4."""
@@ -83,57 +50,13 @@ class EarlyStopping:
         self.wait += 1
         return self.wait >= self.patience
 
+
 def register_trainer(name: str):
     def deco(fn: Trainer) -> Trainer:
         TRAINERS[name] = fn
         return fn
 
     return deco
-
-
-# -- networks --------------------------------------------------------------------------
-def _torch():
-    try:
-        import torch
-    except ImportError:  # pragma: no cover
-        raise UsageError("the classifiers need torch (pip install 'avsync[classify]')") from None
-    return torch
-
-
-def make_mlp(in_dim: int):
-    """The seed's network: Linear(in->32) -> ReLU -> Linear(32->16) -> ReLU -> Linear(16->2)."""
-    nn = _torch().nn
-    return nn.Sequential(nn.Linear(in_dim, 32), nn.ReLU(), nn.Linear(32, 16), nn.ReLU(), nn.Linear(16, 2))
-
-
-def make_transformer(in_dim: int, d_model: int = 32, heads: int = 2, layers: int = 2, n_out: int = len(FAULTS)):
-    torch = _torch()
-    nn = torch.nn
-
-    class SegTransformer(nn.Module):
-        """Per-second vectors -> per-second fault class; sinusoidal encoding of the timestamps."""
-
-        def __init__(self):
-            super().__init__()
-            self.d = d_model
-            self.inp = nn.Linear(in_dim, d_model)
-            layer = nn.TransformerEncoderLayer(d_model, heads, dim_feedforward=2 * d_model, dropout=0.1,
-                                               batch_first=True)
-            self.enc = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
-            self.head = nn.Linear(d_model, n_out)
-
-        def posenc(self, t):  # t: (B, S) seconds
-            half = self.d // 2
-            freqs = torch.exp(torch.arange(half, dtype=torch.float32) * (-math.log(100.0) / max(half - 1, 1)))
-            ang = t.unsqueeze(-1) * freqs * 2 * math.pi / 4.0
-            return torch.cat([torch.sin(ang), torch.cos(ang)], -1)
-
-        def forward(self, x, t, pad_mask=None):
-            h = self.inp(x) + self.posenc(t)
-            h = self.enc(h, src_key_padding_mask=pad_mask)
-            return self.head(h)
-
-    return SegTransformer()
 
 
 # -- helpers ---------------------------------------------------------------------------
@@ -202,7 +125,7 @@ def train_threshold(train, val, opt: TrainOptions, progress=None) -> dict:
 
 
 def _fit_mlp(train, val, opt, inputs: str, name: str, progress):
-    torch = _torch()
+    torch = require_torch()
     _need(train, val)
     if inputs == "rich":
         train, val = _columns(train, opt), _columns(val, opt)
@@ -256,7 +179,7 @@ def train_mlp_rich(train, val, opt: TrainOptions, progress=None) -> dict:
 def _batches(samples: list[Sample], mu, sd, rng: np.random.Generator | None, size: int, group: bool):
     """Padded sequences.  With ``group``, the samples of one source are concatenated in
     time order (1-3 at a time), so sequences mix labels as real files do."""
-    torch = _torch()
+    torch = require_torch()
     seqs = []
     if group and rng is not None:
         by_src: dict[str, list[Sample]] = {}
@@ -297,7 +220,7 @@ def _batches(samples: list[Sample], mu, sd, rng: np.random.Generator | None, siz
 @register_trainer("transformer")
 def train_transformer(train, val, opt: TrainOptions, progress=None) -> dict:
     """Small transformer encoder over the per-second vectors; 5 classes (none + 4 faults)."""
-    torch = _torch()
+    torch = require_torch()
     _need(train, val)
     train, val = _columns(train, opt), _columns(val, opt)
     torch.manual_seed(opt.seed)
@@ -362,11 +285,13 @@ def train_transformer_ensemble(train, val, opt: TrainOptions, progress=None, mem
            "classes": list(FAULTS), "val_loss": float(np.mean([b["val_loss"] for b in bundles])),
            "epochs": int(sum(b["epochs"] for b in bundles))}
     if opt.tune_threshold:
-        out["decision"] = pick_decision(Predictor(out), val)
+        from ..classify.vectors import RICH_NAMES
+
+        out["decision"] = pick_decision(Predictor(out, feature_names=RICH_NAMES), val)
     return out
 
 
-def pick_decision(pred: "Predictor", val: list[Sample]) -> float:
+def pick_decision(pred: Predictor, val: list[Sample]) -> float:
     """The p_desync cut (0.2..0.8) with the best F1 on the validation segments; the
     predictor then maps it to 0.5 (a monotone map: ranks and ROC-AUC are unchanged)."""
     y = np.concatenate([s.desyncs() for s in val])
@@ -375,101 +300,13 @@ def pick_decision(pred: "Predictor", val: list[Sample]) -> float:
     return float(max(cands, key=lambda th: (f1_score(y, (p >= th).astype(int)), -abs(th - 0.5))))
 
 
-# -- prediction ------------------------------------------------------------------------
-class Predictor:
-    """A loaded model: ``predict(sample_like) -> (p_desync (S,), fault_probs (S, 5) or None)``."""
-
-    def __init__(self, bundle: dict, path: str = ""):
-        if not isinstance(bundle, dict) or bundle.get("format") != FORMAT:
-            raise UsageError(f"{path}: not an avsync segment model")
-        self.bundle = bundle
-        self.name = bundle["model"]
-        self.inputs = bundle["inputs"]
-        self.net = None
-        self.members: list[Predictor] = []
-        if self.name == "ensemble":
-            self.members = [Predictor(b, path) for b in bundle.get("members") or []]
-            if not self.members or any(m.name == "ensemble" for m in self.members):
-                raise UsageError(f"{path}: an ensemble model without members")
-        elif self.name in ("mlp", "mlp-rich"):
-            self.net = make_mlp(bundle["config"]["in_dim"])
-        elif self.name == "transformer":
-            c = bundle["config"]
-            self.net = make_transformer(c["in_dim"], c["d_model"], c["heads"], c["layers"])
-        elif self.name != "threshold":
-            raise UsageError(f"{path}: unknown model kind {self.name!r}")
-        # the input columns: by name (models of later feature sets), else the first in_dim
-        self.cols = None
-        if self.inputs == "rich" and self.net is not None:
-            from ..classify.vectors import RICH_NAMES
-
-            names = bundle.get("names")
-            if names:
-                missing = [n for n in names if n not in RICH_NAMES]
-                if missing:
-                    raise UsageError(f"{path}: the model needs features this version lacks ({missing[0]})")
-                self.cols = np.asarray([RICH_NAMES.index(n) for n in names])
-            else:
-                self.cols = np.arange(int(bundle["config"]["in_dim"]))
-        if self.net is not None:
-            self.net.load_state_dict(bundle["state"])
-            self.net.eval()
-            self.mu = bundle["mean"].numpy()
-            self.sd = bundle["std"].numpy()
-
-    @property
-    def predicts_faults(self) -> bool:
-        if self.members:
-            return all(m.predicts_faults for m in self.members)
-        return self.name == "transformer"
-
-    def predict(self, X: np.ndarray, chunk: int = 8) -> tuple[np.ndarray, np.ndarray | None]:
-        """``X``: (S, D) inputs of one file (va or rich, as ``self.inputs``)."""
-        if self.members:
-            outs = [m.predict(X, chunk) for m in self.members]
-            p = np.mean([o[0] for o in outs], 0)
-            faults = None if any(o[1] is None for o in outs) else np.mean([o[1] for o in outs], 0)
-            th = float(self.bundle.get("decision", 0.5))
-            if th != 0.5:  # the validation-chosen cut becomes 0.5
-                p = np.where(p < th, 0.5 * p / th, 0.5 + 0.5 * (p - th) / (1 - th))
-            return p, faults
-        if self.name == "threshold":
-            score = np.abs(X[:, 0] - X[:, 1])
-            th = self.bundle["threshold"]
-            # a monotone map of the score to (0, 1), 0.5 at theta
-            return 1 / (1 + np.exp(-(score - th) * 10)), None
-        torch = _torch()
-        if self.cols is not None:
-            X = X[:, self.cols]
-        chunk = int(self.bundle.get("config", {}).get("chunk", chunk))
-        x = torch.from_numpy(((X - self.mu) / self.sd).astype(np.float32))
-        with torch.no_grad():
-            if self.name != "transformer":
-                p = torch.softmax(self.net(x), -1).numpy()
-                return p[:, 1], None
-            probs = np.zeros((X.shape[0], len(FAULTS)))
-            counts = np.zeros(X.shape[0])
-            # overlapping chunks of at most ``chunk`` seconds (the training sequences are short)
-            starts = list(range(0, max(1, X.shape[0] - chunk + 1), max(1, chunk // 2)))
-            if starts[-1] + chunk < X.shape[0]:
-                starts.append(X.shape[0] - chunk)
-            for s in starts:
-                xs = x[s : s + chunk].unsqueeze(0)
-                ts = torch.arange(xs.shape[1], dtype=torch.float32).unsqueeze(0)
-                p = torch.softmax(self.net(xs, ts), -1)[0].numpy()
-                probs[s : s + xs.shape[1]] += p
-                counts[s : s + xs.shape[1]] += 1
-            probs /= counts[:, None]
-            return 1 - probs[:, 0], probs
-
-
 def save_model(bundle: dict, path: str) -> None:
     import io
     import os
 
     from ..datasets.util import atomic_write_bytes
 
-    torch = _torch()
+    torch = require_torch()
     buf = io.BytesIO()
     torch.save(bundle, buf)
     try:
@@ -479,14 +316,3 @@ def save_model(bundle: dict, path: str) -> None:
     _ = os
 
 
-def load_model(path: str) -> Predictor:
-    import os
-
-    torch = _torch()
-    if not os.path.isfile(path):
-        raise UsageError(f"{path}: model file not found")
-    try:
-        bundle = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise UsageError(f"{path}: not a readable model file ({type(exc).__name__})") from None
-    return Predictor(bundle, path)

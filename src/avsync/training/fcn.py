@@ -1,4 +1,4 @@
-"""Training of FCN-SyncNet (and of the seed-004 regression baseline) on in-sync clips.
+"""Training of FCN-SyncNet on in-sync clips.
 
 Self-supervised: every clip is assumed in sync; a training example is a window of
 its mouth trajectories with the clip's own audio moved by a random whole number of
@@ -16,8 +16,8 @@ from typing import Callable
 
 import numpy as np
 
-from .fcn_data import (Track, find_media, is_validation_group, load_or_extract, sample_pair,
-                       track_from_raw)
+from ..nn.fcn_io import Track, confidence_inputs, track_from_raw
+from .fcn_data import is_validation_group, load_or_extract, sample_pair, training_clips
 
 #: progress(stage, done, total, message)
 TrainProgress = Callable[[str, float, float, str], None]
@@ -27,7 +27,6 @@ TrainProgress = Callable[[str, float, float, str], None]
 class TrainOptions:
     data: list[str]
     out: str
-    model: str = "fcn"  # fcn | regression
     cache_dir: str | None = None
     steps: int = 3000
     batch: int = 32
@@ -43,7 +42,6 @@ class TrainOptions:
     exclude: list[str] = field(default_factory=list)  # substrings of paths / groups to leave out
     val_share: int = 10
     workers: int = 1  # processes for the feature extraction
-    fps_augment: float = 0.0  # share of training windows shown as if from another frame rate
     device: str = "auto"  # auto (a CUDA GPU when torch sees one, else the CPU) | cpu | cuda | cuda:N
 
 
@@ -61,12 +59,7 @@ class TrainResult:
 
 def load_tracks(opts: TrainOptions, progress: TrainProgress | None = None,
                 validation_only: bool = False) -> tuple[list[Track], list[Track]]:
-    items = [(p, g) for p, g in find_media(opts.data)
-             if not any(x and (x in p or x == g) for x in opts.exclude)]
-    if not items:
-        from ..errors import UsageError
-
-        raise UsageError(f"no usable video clips under {', '.join(opts.data)}")
+    items = training_clips(opts.data, opts.exclude)
     # a group of hundreds of clips of unknown speakers (e.g. LRC-AR crops) is split by clip
     sizes: dict[str, int] = {}
     for _, g in items:
@@ -115,7 +108,7 @@ def make_batch(tracks, rng, opts: TrainOptions, weights: np.ndarray):
 
     idx = rng.choice(len(tracks), size=opts.batch, p=weights)
     items = [sample_pair(tracks, int(i), rng, opts.length, opts.max_offset,
-                         negative=rng.random() < opts.negatives, fps_augment=opts.fps_augment) for i in idx]
+                         negative=rng.random() < opts.negatives) for i in idx]
     vis, vm, aud, am, lab = zip(*items)
     t = lambda x: torch.from_numpy(np.stack(x))  # noqa: E731
     return (t(aud).transpose(1, 2).contiguous(), t(am), t(vis).transpose(1, 2).contiguous(), t(vm),
@@ -148,29 +141,18 @@ def _to_model(model, *xs):
 
 
 def build_model(opts: TrainOptions):
-    from ..nn.fcn import FCNSyncNet, RegressionSync
+    from ..nn.fcn import FCNSyncNet
 
-    if opts.model == "fcn":
-        return FCNSyncNet(max_offset=opts.max_offset, channels=opts.channels)
-    if opts.model == "regression":
-        return RegressionSync(max_offset=opts.max_offset, channels=opts.channels)
-    from ..errors import UsageError
-
-    raise UsageError(f"unknown model {opts.model!r}")
+    return FCNSyncNet(max_offset=opts.max_offset, channels=opts.channels)
 
 
 def loss_fn(model, batch):
     """Classification: per-frame cross-entropy where the true offset is observable, plus
-    the clip-level cross-entropy; negatives are pushed towards a flat distribution.
-    Regression (baseline): mean squared error of the offset in frames."""
-    import torch
+    the clip-level cross-entropy; negatives are pushed towards a flat distribution."""
     import torch.nn.functional as F
 
     aud, am, vis, vm, lab = batch
     pos = lab != -999
-    if getattr(model, "is_regression", False):
-        pred = model.regress(aud, vis, am, vm)
-        return F.mse_loss(pred[pos], lab[pos].float()) if pos.any() else pred.sum() * 0
     model(aud, vis, am, vm)
     logits, valid, clip = model.last["logits"], model.last["valid"], model.last["clip_logits"]
     K = model.K
@@ -221,14 +203,6 @@ def evaluate(model, tracks: list[Track], opts: TrainOptions, seed: int = 1234) -
             "val_mean_conf": float(np.mean(confs)) if confs else None}
 
 
-def confidence_inputs(raw_conf: float, frames: float) -> np.ndarray:
-    """What the confidence calibration reads: the peak's probability mass, as a logit.
-    (The frame count is not used: the validation windows are mostly 1.2-s crops, and a
-    fitted frame-count term extrapolated badly to 10-s clips.)"""
-    c = min(max(raw_conf, 1e-4), 1 - 1e-4)
-    return np.array([np.log(c / (1 - c))])
-
-
 def fit_confidence(model, tracks: list[Track], opts: TrainOptions, seed: int = 99, rounds: int = 2) -> dict | None:
     """Logistic map from (peak mass, frames) to P(within one frame), fitted on the held-out
     validation speakers: in-sync windows at random shifts (correct or not) and
@@ -264,23 +238,10 @@ def fit_confidence(model, tracks: list[Track], opts: TrainOptions, seed: int = 9
             "null_conf_ge_0.5": float(np.mean(p[1::2] >= 0.5))}
 
 
-def apply_confidence(cal: dict | None, raw_conf: float, frames: float) -> float:
-    if not cal:
-        return raw_conf
-    x = confidence_inputs(raw_conf, frames)
-    if len(cal["coef"]) != x.size:
-        raise ValueError("confidence calibration does not match this version")
-    z = float(np.dot(cal["coef"], x) + cal["intercept"])
-    return float(1 / (1 + np.exp(-z)))
-
-
 def predict_clip(model, aud, am, vis, vm) -> tuple[float, float]:
     """(offset in frames, confidence) of one window/clip."""
     import torch
 
-    if getattr(model, "is_regression", False):
-        with torch.no_grad():
-            return float(model.regress(aud, vis, am, vm)[0]), 0.0
     from ..nn.fcn import decode_offsets
 
     with torch.no_grad():
@@ -353,7 +314,7 @@ def train(opts: TrainOptions, progress: TrainProgress | None = None,
 
     model.eval()
     last = history[-1] if history else {}
-    cal = fit_confidence(model, val_tr, opts) if not getattr(model, "is_regression", False) else None
+    cal = fit_confidence(model, val_tr, opts)
     model.cpu()
     save(model, opts.out, {"options": {k: v for k, v in asdict(opts).items() if k not in ("resume",)},
                            "n_train": len(train_tr), "n_val": len(val_tr), "history": history,

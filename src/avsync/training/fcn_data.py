@@ -1,11 +1,6 @@
-"""Inputs of the FCN-SyncNet model (numpy only; no torch here).
-
-A clip becomes a :class:`Track`: per-frame visual inputs on a regular 25 Hz grid
-(the 20 mouth landmarks, levelled and size-normalised, minus the clip's neutral
-mouth shape, plus mouth-interior darkness) and a 100 Hz log-mel spectrogram on the
-same time span (4 audio hops per video frame, hop ``4j`` .. ``4j+3`` around frame
-``j``).  Audio is sampled at absolute (decoded) times, so container offsets are
-seen exactly as the media timestamps say.
+"""Training data of FCN-SyncNet (numpy only; no torch here): the feature cache, clip lists
+grouped by speaker, and training pairs.  The model's input grid and the preparation of a clip
+(:class:`Track`, :func:`track_from_raw`) are in :mod:`avsync.nn.fcn_io`, shared with ``detect``.
 
 Training pairs are made by :func:`sample_pair`: a window of video frames and the
 clip's own audio moved by ``d`` frames (label ``d``), or, for negatives, another
@@ -16,110 +11,13 @@ from __future__ import annotations
 import csv
 import hashlib
 import os
-from dataclasses import dataclass
 
 import numpy as np
 
-FPS = 25.0
-HOPS = 4  # audio hops per video frame (100 Hz)
-N_MEL = 40
-N_LIP = 20
-VIS_DIM = 2 * N_LIP + 1  # landmark coordinates + darkness
+from ..nn.fcn_io import HOPS, N_LIP, N_MEL, Track, raw_from_features
+
 VIDEO_EXT = {".mp4", ".avi", ".mkv", ".mov", ".mpg", ".mpeg", ".flv", ".webm", ".m4v", ".ts"}
 CACHE_VERSION = 1
-
-
-@dataclass
-class Track:
-    """One clip (or chunk) ready for the model."""
-
-    t0: float  # time of frame 0, seconds
-    vis: np.ndarray  # (T, VIS_DIM) float32, 0 where masked
-    vmask: np.ndarray  # (T,) float32, 1 where a face was tracked
-    aud: np.ndarray  # (HOPS * T, N_MEL) float32, 0 where masked
-    amask: np.ndarray  # (HOPS * T,) float32, 1 where decoded audio exists
-    group: str = ""
-    name: str = ""
-
-    def __len__(self) -> int:
-        return int(self.vis.shape[0])
-
-
-# --------------------------------------------------------------------------- raw features
-def raw_from_features(features) -> dict:
-    """The arrays of :class:`avsync.features.Features` that the model needs (extracted
-    with ``trajectories=True``), as a plain dict (what the cache stores)."""
-    V, A = features.visual, features.audio
-    if V.lips is None or A.mel is None:
-        raise ValueError("features were extracted without trajectories=True")
-    return {
-        "v_times": np.asarray(V.times, np.float64),
-        "lips": np.asarray(V.lips, np.float32),
-        "dark": np.asarray(V.mouth["dark"], np.float32),
-        "a_t0": np.float64(A.t0),
-        "a_rate": np.float64(A.rate),
-        "mel": np.asarray(A.mel, np.float32),
-    }
-
-
-def track_from_raw(raw: dict, t_start: float | None = None, t_end: float | None = None,
-                   name: str = "", group: str = "") -> Track | None:
-    """Resample raw features to the model grid between ``t_start`` and ``t_end``
-    (default: the video's span) and normalise them per clip.  None when shorter than 2 frames."""
-    vt = raw["v_times"]
-    if vt.size < 2:
-        return None
-    lo = vt[0] if t_start is None else max(t_start, vt[0])
-    hi = vt[-1] if t_end is None else min(t_end, vt[-1])
-    T = int(np.floor((hi - lo) * FPS)) + 1
-    if T < 2:
-        return None
-    grid = lo + np.arange(T) / FPS
-    # visual: nearest original frame (no blending across missing faces), masked where it
-    # is more than 1.5 frame periods away or has no face
-    lips = raw["lips"].reshape(len(vt), -1)
-    dark = raw["dark"][:, None]
-    v = np.concatenate([lips, dark], axis=1).astype(np.float64)
-    ok = np.isfinite(v).all(1)
-    idx = np.clip(np.searchsorted(vt, grid), 1, len(vt) - 1)
-    left = vt[idx - 1]
-    near = np.where(np.abs(grid - left) <= np.abs(vt[idx] - grid), idx - 1, idx)
-    period = np.median(np.diff(vt)) if vt.size > 1 else 1 / FPS
-    vmask = ok[near] & (np.abs(vt[near] - grid) <= 1.5 * max(period, 1 / FPS))
-    vis = v[near]
-    if vmask.sum() >= 2:
-        vis = vis - np.median(vis[vmask], axis=0)  # the speaker's neutral mouth
-        vis[:, -1] *= 4.0  # darkness to the same order as the coordinates
-    vis[~vmask] = 0.0
-    # audio: 100 Hz hops centred on the frame grid
-    mel = raw["mel"]
-    at = float(raw["a_t0"]) + np.arange(mel.shape[0]) / float(raw["a_rate"])
-    ag = (grid[:, None] + (np.arange(HOPS)[None, :] - (HOPS - 1) / 2) / (FPS * HOPS)).reshape(-1)
-    if mel.shape[0] >= 2:
-        j = np.clip(np.round((ag - at[0]) * float(raw["a_rate"])).astype(np.int64), 0, mel.shape[0] - 1)
-        amask = (ag >= at[0] - 0.006) & (ag <= at[-1] + 0.006)
-        aud = mel[j].astype(np.float64)
-    else:
-        amask = np.zeros(ag.size, bool)
-        aud = np.zeros((ag.size, N_MEL))
-    aud = normalise_audio(aud, amask)
-    return Track(t0=float(lo), vis=vis.astype(np.float32), vmask=vmask.astype(np.float32),
-                 aud=aud.astype(np.float32), amask=amask.astype(np.float32), name=name, group=group)
-
-
-def normalise_audio(aud: np.ndarray, amask: np.ndarray) -> np.ndarray:
-    """log10 mel -> floor 6 decades under the clip's loudest band energy, minus the
-    per-band mean, over one global standard deviation (the gain and the channel cancel)."""
-    aud = np.array(aud, np.float64)
-    m = amask.astype(bool)
-    if m.sum() < 2:
-        return np.zeros_like(aud)
-    top = np.percentile(aud[m], 99)
-    aud = np.maximum(aud, top - 6.0)
-    aud = aud - aud[m].mean(0)
-    aud = aud / max(aud[m].std(), 1e-3)
-    aud[~m] = 0.0
-    return aud
 
 
 # --------------------------------------------------------------------------- cache
@@ -177,6 +75,17 @@ def find_media(dirs: list[str]) -> list[tuple[str, str]]:
     return out
 
 
+def training_clips(dirs: list[str], exclude=()) -> list[tuple[str, str]]:
+    """:func:`find_media` less the clips whose path contains an ``exclude`` entry or whose group is
+    one; a one-line UsageError when nothing is left."""
+    items = [(p, g) for p, g in find_media(dirs) if not any(x and (x in p or x == g) for x in exclude)]
+    if not items:
+        from ..errors import UsageError
+
+        raise UsageError(f"no usable video clips under {', '.join(dirs)}")
+    return items
+
+
 def layout_group(path: str, root: str) -> str | None:
     """The speaker / source of a clip in a dataset layout whose file names are only numbers:
     VoxCeleb (``.../id10001/<video id>/00001.mp4``: the ``idNNNNN`` folder) and LRS2 / LRS3
@@ -206,7 +115,7 @@ def is_validation_group(group: str, share: int = 10) -> bool:
 
 # --------------------------------------------------------------------------- training pairs
 def sample_pair(tracks: list[Track], i: int, rng: np.random.Generator, length: int, max_shift: int,
-                negative: bool = False, augment: bool = True, fps_augment: float = 0.0):
+                negative: bool = False, augment: bool = True):
     """One training example from track ``i``: (vis [L, VIS_DIM], vmask [L], aud [HOPS*L, N_MEL],
     amask [HOPS*L], label) with the audio moved EARLIER by ``label`` frames (label in
     [-max_shift, max_shift]); ``label = -999`` for a negative (another clip's audio)."""
@@ -233,16 +142,9 @@ def sample_pair(tracks: list[Track], i: int, rng: np.random.Generator, length: i
         src = tr
         label = int(rng.integers(-max_shift, max_shift + 1))
         a0 = s + label  # a'(t) = a(t + d): the audio moved earlier by d frames
-    aud = np.zeros((HOPS * L, N_MEL), np.float32)
-    amask = np.zeros(HOPS * L, np.float32)
-    lo, hi = max(0, a0), min(len(src), a0 + L)
-    if hi > lo:
-        aud[HOPS * (lo - a0):HOPS * (hi - a0)] = src.aud[HOPS * lo:HOPS * hi]
-        amask[HOPS * (lo - a0):HOPS * (hi - a0)] = src.amask[HOPS * lo:HOPS * hi]
+    aud, amask = window_audio(src, a0, L, L)
     if augment:
         vis, aud = _augment(vis, vmask, aud, amask, rng)
-        if fps_augment > 0 and rng.random() < fps_augment:
-            vis, vmask = resample_frame_rate(vis, vmask, float(rng.choice(SOURCE_RATES)), float(rng.random()))
     if L < length:  # pad to the batch length (masked)
         pv = length - L
         vis = np.concatenate([vis, np.zeros((pv, vis.shape[1]), np.float32)])
@@ -252,20 +154,17 @@ def sample_pair(tracks: list[Track], i: int, rng: np.random.Generator, length: i
     return vis, vmask, aud, amask, label
 
 
-#: source frame rates simulated by the frame-rate augmentation
-SOURCE_RATES = (12.5, 15.0, 20.0, 23.976, 29.97, 30.0, 50.0)
-
-
-def resample_frame_rate(vis, vmask, rate: float, phase: float):
-    """The visual track as it looks when a ``rate``-fps source (first frame ``phase`` of its
-    period late) is shown on the 25-Hz grid: every grid frame takes the nearest source frame,
-    which shows the picture at the source frame's own time."""
-    L = len(vis)
-    t = np.arange(L, dtype=np.float64)
-    k = np.round(t * rate / FPS - phase)  # nearest source frame
-    src_t = (k + phase) * FPS / rate  # its time on the grid
-    idx = np.clip(np.round(src_t), 0, L - 1).astype(np.int64)
-    return vis[idx].copy(), vmask[idx].copy()
+def window_audio(src, a0: int, L: int, n: int, per_frame: int = HOPS) -> tuple[np.ndarray, np.ndarray]:
+    """(audio [per_frame * n, D], mask [HOPS * n]) of frames ``a0`` .. ``a0 + L`` of the track ``src``
+    (``per_frame`` rows of ``src.aud`` and HOPS of ``src.amask`` a frame), zero and masked where
+    the track has none; rows past ``L`` frames stay zero (padding)."""
+    aud = np.zeros((per_frame * n, src.aud.shape[1]), np.float32)
+    amask = np.zeros(HOPS * n, np.float32)
+    lo, hi = max(0, a0), min(len(src), a0 + L)
+    if hi > lo:
+        aud[per_frame * (lo - a0):per_frame * (hi - a0)] = src.aud[per_frame * lo:per_frame * hi]
+        amask[HOPS * (lo - a0):HOPS * (hi - a0)] = src.amask[HOPS * lo:HOPS * hi]
+    return aud, amask
 
 
 def _augment(vis, vmask, aud, amask, rng):

@@ -70,13 +70,10 @@ def build(opts: TransferOptions):
 
 
 def load_tracks(opts: TransferOptions, progress: TrainProgress | None = None):
-    from ..errors import UsageError
-    from .fcn_data import find_media, is_validation_group
+    from .fcn_data import is_validation_group, training_clips
     from .transfer_data import load_transfer_track
 
-    items = [(p, g) for p, g in find_media(opts.data) if not any(x and (x in p or x == g) for x in opts.exclude)]
-    if not items:
-        raise UsageError(f"no usable video clips under {', '.join(opts.data)}")
+    items = training_clips(opts.data, opts.exclude)
     n_mels = int({**{"n_mels": 64}, **opts.encoder}.get("n_mels", 64))
     train, val = [], []
     for i, (p, g) in enumerate(items):

@@ -1,7 +1,7 @@
 """Inputs of the transfer-learning architectures (:mod:`avsync.nn.transfer`), numpy only.
 
 A minimal loader, enough to train or fine-tune on a handful of clips: a clip becomes a
-:class:`TransferTrack` on the 25-Hz grid of FCN-SyncNet (:mod:`avsync.training.fcn_data`):
+:class:`TransferTrack` on the 25-Hz grid of FCN-SyncNet (:mod:`avsync.nn.fcn_io`):
 
 - ``vggish``: an ``n_mels``-band log-mel at 100 Hz (25-ms Hann windows, 4 hops per frame, hop
   ``4j + h`` centred at ``t_j + (h - 1.5) / 100`` as FCN-SyncNet's), normalised per clip as
@@ -21,7 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .fcn_data import FPS, HOPS, N_MEL, load_or_extract, normalise_audio, track_from_raw
+from ..nn.fcn_io import FPS, HOPS, N_MEL, nearest_frames, normalise_audio, track_from_raw
+from .fcn_data import load_or_extract, window_audio
 
 SAMPLE_RATE = 16000
 SAMPLES_PER_FRAME = 640
@@ -157,11 +158,7 @@ def load_transfer_track(path: str, arch: str, crop: str = "auto", cache_dir: str
         return None
     times, crops, ok = _crops(frames, crop)
     T = int(np.floor((times[-1] - times[0]) * FPS)) + 1
-    grid = times[0] + np.arange(T) / FPS
-    near = np.clip(np.searchsorted(times, grid), 1, len(times) - 1)
-    near = np.where(np.abs(grid - times[near - 1]) <= np.abs(times[near] - grid), near - 1, near)
-    period = float(np.median(np.diff(times))) if times.size > 1 else 1 / FPS
-    vmask = ok[near] & (np.abs(times[near] - grid) <= 1.5 * max(period, 1 / FPS))
+    near, vmask = nearest_frames(times, times[0] + np.arange(T) / FPS, ok)
     vis = np.where(vmask[:, None, None], crops[near], 0).astype(np.uint8)
     aud, am = log_mel(wave, s0, float(times[0]), T, N_MEL)
     return TransferTrack(float(times[0]), vis, vmask.astype(np.float32), aud, am, HOPS, group, name)
@@ -182,12 +179,7 @@ def sample_window(tracks: list[TransferTrack], i: int, rng: np.random.Generator,
     else:
         src, label = tr, int(rng.integers(-max_shift, max_shift + 1))
         a0 = s + label
-    aud = np.zeros((P * length, tr.aud.shape[1]), np.float32)
-    amask = np.zeros(HOPS * length, np.float32)
-    lo, hi = max(0, a0), min(len(src), a0 + L)
-    if hi > lo:
-        aud[P * (lo - a0):P * (hi - a0)] = src.aud[P * lo:P * hi]
-        amask[HOPS * (lo - a0):HOPS * (hi - a0)] = src.amask[HOPS * lo:HOPS * hi]
+    aud, amask = window_audio(src, a0, L, length, P)
     if augment:
         aud *= np.float32(rng.uniform(0.8, 1.2))  # gain
     vis = np.zeros((length, *tr.vis.shape[1:]), tr.vis.dtype)
