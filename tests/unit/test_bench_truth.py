@@ -63,7 +63,7 @@ def test_saved_rows_take_the_truth_afresh(tmp_path):
 
 
 def test_leave_speaker_out_tables_per_fold(tmp_path):
-    from avsync.bench.calibrate import fold_path, read_folds
+    from avsync.bench.truth import fold_path, read_folds
     from avsync.bench.shift import calibration_for
 
     folds = tmp_path / "folds.csv"

@@ -290,7 +290,8 @@ def speech_fit(feats: list, bases: list[float], speech: list, command: str, seed
 
 def _speech_clips(args, ex_paths_features) -> list[tuple[str, object, float]]:
     """(name, features, base) of the ``--speech`` clips whose TRUTH.csv base is known."""
-    from .shift import find_clips, truth_for
+    from .shift import find_clips
+    from .truth import truth_for
 
     clips = find_clips([args.speech])
     known = [(p, t[0]) for p, t in truth_for(clips).items() if t[0] is not None]
@@ -300,31 +301,11 @@ def _speech_clips(args, ex_paths_features) -> list[tuple[str, object, float]]:
     return [(os.path.basename(p), F, b) for (p, F), (_, b) in zip(got, known) if F is not None]
 
 
-def read_folds(path: str) -> dict[int, tuple[set[str], tuple[str, ...]]]:
-    """A folds CSV (``clip,fold,exclude``) as {fold: (clip names, training prefixes to leave out)}."""
-    from ..errors import UsageError
-
-    out: dict[int, tuple[set[str], set[str]]] = {}
-    try:
-        with open(path, newline="", encoding="utf-8") as fh:
-            for row in csv.DictReader(fh):
-                k = int(row["fold"])
-                names, ex = out.setdefault(k, (set(), set()))
-                names.add(row["clip"].strip())
-                ex.update((row.get("exclude") or "").split())
-    except (OSError, KeyError, ValueError) as exc:
-        raise UsageError(f"{path}: not a folds table ({exc})") from None
-    return {k: (n, tuple(sorted(e))) for k, (n, e) in out.items()}
-
-
-def fold_path(out: str, fold: int) -> str:
-    root, ext = os.path.splitext(out)
-    return f"{root}_fold{fold}{ext or '.json'}"
-
-
 def write_fold_tables(args, feats: list, speech: list, table: dict, command: str) -> None:
     """One table per fold: the speech fits without that fold's clips and without the training
     clips of its speakers (the motion entry as fitted on the whole pool)."""
+    from .truth import fold_path, read_folds
+
     folds = read_folds(args.folds)
     names = [os.path.basename(getattr(F.info, "path", "") or "") for F in feats]
     for k, (clips, exclude) in sorted(folds.items()):

@@ -33,12 +33,12 @@ from fractions import Fraction
 
 import numpy as np
 
+from .truth import fold_path, read_folds, read_truth, truth_for  # noqa: F401  (read_truth: re-exported)
+
 SHIFTS_MS = [0, 20, -20, 40, -40, 120, -120, 240, -240, 333, -333, 400, -400, 600, -600]
 VIDEO_EXT = {".mp4", ".avi", ".mkv", ".mov", ".mpg", ".mpeg", ".flv", ".webm", ".m4v", ".ts"}
 
 CONFIDENT = 0.5
-TRUTH_NAME = "TRUTH.csv"
-KNOWN_STATUSES = ("published", "audited", "corpus")
 
 
 @dataclass
@@ -195,49 +195,6 @@ def find_clips(dirs: list[str]) -> list[tuple[str, str]]:
         for name in sorted(os.listdir(d)):
             if os.path.splitext(name)[1].lower() in VIDEO_EXT:
                 out.append((fam, os.path.join(d, name)))
-    return out
-
-
-def read_truth(csv_path: str) -> dict[str, tuple[float | None, str]]:
-    """``TRUTH.csv`` as {absolute clip path: (base offset ms or None, status)}."""
-    import csv
-
-    from ..errors import UsageError
-
-    folder = os.path.dirname(os.path.abspath(csv_path))
-    out = {}
-    try:
-        with open(csv_path, newline="", encoding="utf-8") as fh:
-            for row in csv.DictReader(fh):
-                status = (row.get("status") or "").strip()
-                value = (row.get("base_offset_ms") or "").strip()
-                base = float(value) if status in KNOWN_STATUSES and value else None
-                out[os.path.normpath(os.path.join(folder, row["file"]))] = (base, status or "unknown")
-    except (OSError, KeyError, ValueError) as exc:
-        raise UsageError(f"{csv_path}: not a readable truth table ({exc})") from None
-    return out
-
-
-def truth_for(clips, truth_csv: str | None = None) -> dict[str, tuple[float | None, str]]:
-    """Each clip's (base, status): from ``truth_csv`` when given, else from the nearest
-    ``TRUTH.csv`` in the clip's folder or above it (two levels); ``(None, "none")`` without one."""
-    tables: dict[str, dict] = {}
-    out = {}
-    for _, p in clips:
-        ap = os.path.normpath(os.path.abspath(p))
-        candidates = [truth_csv] if truth_csv else [
-            os.path.join(os.path.dirname(ap), *([".."] * up), TRUTH_NAME) for up in range(3)]
-        found = (None, "none")
-        for c in candidates:
-            c = os.path.normpath(c)
-            if not os.path.isfile(c):
-                continue
-            if c not in tables:
-                tables[c] = read_truth(c)
-            if ap in tables[c]:
-                found = tables[c][ap]
-                break
-        out[p] = found
     return out
 
 
@@ -437,8 +394,6 @@ def calibration_for(clip: str, calibration: str, folds: str | None) -> str:
     fold (``CAL_foldK.json``, fitted without that fold's clips and speakers); else ``calibration``."""
     if not folds:
         return calibration
-    from .calibrate import fold_path, read_folds
-
     for k, (clips, _) in read_folds(folds).items():
         if clip in clips:
             return fold_path(calibration, k)
