@@ -4,16 +4,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 import queue
 import threading
-from typing import Callable, Iterator
+from typing import Iterator
 
 from ..errors import DecodeError, NoAudio, NoVideo
 from ..media.source import AudioChunk, DecodeOptions, MediaInfo, MediaSource
+from ..progress import Progress
 from .audio import MEL_BANDS, AudioFeatureExtractor, AudioFeatures
 from .visual import VisualFeatureExtractor, VisualFeatures
-
-#: progress(done_seconds, total_seconds)
-Progress = Callable[[float, float], None]
-
 
 @dataclass
 class Features:
@@ -50,14 +47,14 @@ def extract_features(source: MediaSource, faces: str = "auto", max_side: int = 6
                 vex.add(item)
                 if progress is not None and item.t - last >= 1.0:
                     last = item.t
-                    progress(item.t, total)
+                    progress("decode", item.t, total)
     audio, visual = aex.finish(), vex.finish()
     if audio is None:
         raise NoAudio("no decodable audio", source.path)
     if visual is None:
         raise NoVideo("no decodable video frames", source.path)
     if progress is not None:
-        progress(total, total)
+        progress("decode", total, total)
     return Features(info=info, audio=audio, visual=visual)
 
 
