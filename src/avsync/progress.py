@@ -55,16 +55,20 @@ class ProgressBar:
 
     def _stage_bar(self, stage: str, total):
         if self._bar is None:
+            import shutil
+
             from tqdm import tqdm
 
+            # the terminal's size (80x24 where it says 0x0, as some pseudo-terminals do: tqdm would draw nothing)
+            cols, rows = shutil.get_terminal_size()
             self._bar = tqdm(total=total, desc=f"{self.label} {stage:<7}", file=self.stream, leave=True,
-                             ascii="-#", mininterval=0.1, dynamic_ncols=False,
+                             ascii="-#", mininterval=0.1, ncols=cols, nrows=rows,
                              bar_format=f"{{desc}} [{{bar:{self.width}}}] {{percentage:5.1f}}% "
                                         + ("{n_fmt}/{total_fmt} " if self.counts else "")
                                         + "{elapsed}<{remaining}")
         elif stage != self._stage:
-            self._bar.reset(total=total)
             self._bar.set_description_str(f"{self.label} {stage:<7}", refresh=False)
+            self._bar.reset(total=total)
         self._stage = stage
         return self._bar
 
