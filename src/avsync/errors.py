@@ -50,6 +50,14 @@ class DecodeError(MediaError):
     """Decoding failed part-way (corrupt or truncated data) before anything usable came out."""
 
 
+class CannotMeasure(MediaError):
+    """The offset could not be measured reliably (``report``: the measurement that was made)."""
+
+    def __init__(self, reason: str, path: str | None = None, report=None):
+        super().__init__(reason, path)
+        self.report = report
+
+
 class UsageError(AvsyncError):
     """Bad options or arguments (exit code 2)."""
 

@@ -1,30 +1,44 @@
-"""A small progress bar on stderr, fed by the ``progress`` callback of :func:`avsync.detect`."""
+"""The one progress protocol, and its renderers on stderr.
+
+Everything that reports progress calls ``progress(stage, done, total)``: ``stage`` is a short
+word naming what is counted ('decode': seconds of media decoded; 'windows': timeline windows;
+'files': batch inputs; 'trim', 'synth', 'features', 'epoch', ...), ``done`` out of ``total``.
+:class:`ProgressBar` draws it as a bar (tqdm), :class:`CountLine` as ``label done/total``.
+"""
 from __future__ import annotations
 
 import sys
-import time
+from typing import Protocol
 
 #: files shorter than this (seconds of media) get no progress bar
 MIN_DURATION_S = 20.0
 
 
+class Progress(Protocol):
+    """``progress(stage, done, total)``; see the module docstring for the stages."""
+
+    def __call__(self, stage: str, done: float, total: float) -> None: ...
+
+
 class ProgressBar:
-    """``progress(stage, done, total)`` callable drawing one self-overwriting line.
+    """A :class:`Progress` drawing one self-overwriting tqdm bar ``label stage [###---] 42.0%``.
 
-    It stays silent unless ``enabled`` and the media is long: the 'decode' stage
-    reports seconds of media, so the bar switches itself on when its total exceeds
-    ``min_duration_s``."""
+    It stays silent unless ``enabled``; with ``min_duration_s`` (detect) also until a 'decode'
+    stage reports a total above it, so short media get no bar.  ``min_duration_s=None`` draws
+    from the first call; ``counts`` adds ``done/total``.  A new stage restarts the bar on the
+    same line; :meth:`close` ends it."""
 
-    def __init__(self, label: str, enabled: bool, stream=None, min_duration_s: float = MIN_DURATION_S,
-                 width: int = 30):
+    def __init__(self, label: str, enabled: bool, stream=None, min_duration_s: float | None = MIN_DURATION_S,
+                 width: int = 30, counts: bool = False):
         self.label = label
         self.enabled = enabled
         self.stream = stream if stream is not None else sys.stderr
         self.min_duration_s = min_duration_s
         self.width = width
-        self.active = False
-        self.drawn = False
-        self._last = 0.0
+        self.counts = counts  # show done/total (whole numbers: files, items)
+        self.active = min_duration_s is None
+        self._bar = None
+        self._stage: str | None = None
 
     def __call__(self, stage: str, done: float, total: float) -> None:
         if not self.enabled:
@@ -33,25 +47,62 @@ class ProgressBar:
             self.active = total > self.min_duration_s
         if not self.active or not total or total <= 0:
             return
-        now = time.monotonic()
-        frac = max(0.0, min(1.0, float(done) / float(total)))
-        if frac < 1.0 and now - self._last < 0.1:
-            return
-        self._last = now
-        n = int(round(frac * self.width))
-        bar = "#" * n + "-" * (self.width - n)
         try:
-            self.stream.write(f"\r{self.label} {stage:<7} [{bar}] {frac * 100:5.1f}%")
-            self.stream.flush()
-            self.drawn = True
-        except (OSError, ValueError):
+            bar = self._stage_bar(stage, total)
+            bar.update(max(0, min(done, total)) - bar.n)
+        except (OSError, ValueError):  # stderr gone
             self.enabled = False
 
+    def _stage_bar(self, stage: str, total):
+        if self._bar is None:
+            import shutil
+
+            from tqdm import tqdm
+
+            # the terminal's size (80x24 where it says 0x0, as some pseudo-terminals do: tqdm would draw nothing)
+            cols, rows = shutil.get_terminal_size()
+            self._bar = tqdm(total=total, desc=f"{self.label} {stage:<7}", file=self.stream, leave=True,
+                             ascii="-#", mininterval=0.1, ncols=cols, nrows=rows,
+                             bar_format=f"{{desc}} [{{bar:{self.width}}}] {{percentage:5.1f}}% "
+                                        + ("{n_fmt}/{total_fmt} " if self.counts else "")
+                                        + "{elapsed}<{remaining}")
+        elif stage != self._stage:
+            self._bar.set_description_str(f"{self.label} {stage:<7}", refresh=False)
+            self._bar.reset(total=total)
+        self._stage = stage
+        return self._bar
+
     def close(self) -> None:
-        if self.drawn:
+        """End the bar's line (when one was drawn)."""
+        if self._bar is not None:
             try:
-                self.stream.write("\n")
-                self.stream.flush()
+                self._bar.close()
             except (OSError, ValueError):
                 pass
-            self.drawn = False
+            self._bar = None
+            self._stage = None
+
+
+class CountLine:
+    """A :class:`Progress` drawing ``label done/total`` on one self-overwriting line (stderr),
+    ended when ``done`` reaches ``total``."""
+
+    def __init__(self, label: str, enabled: bool, stream=None):
+        self.label = label
+        self.enabled = enabled
+        self.stream = stream
+
+    def __call__(self, stage: str, done: float, total: float) -> None:
+        if not self.enabled:
+            return
+        stream = self.stream if self.stream is not None else sys.stderr
+        try:
+            stream.write(f"\r{self.label} {done}/{total}")
+            if done >= total:
+                stream.write("\n")
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+
+
+__all__ = ["CountLine", "MIN_DURATION_S", "Progress", "ProgressBar"]

@@ -187,3 +187,115 @@ class Report:
         if self.fix:
             lines.append(f"  fix       {self.fix['ffmpeg']}")
         return "\n".join(lines)
+
+
+def _offset_line(report: Report) -> str:
+    """One line: the offset, confidence and verdict, or why there is none."""
+    if report.offset_ms is None:
+        return f"not assessable ({report.reason or 'no usable cue'})"
+    return (f"{report.offset_ms:+.1f} ms ({report.offset_frames:+.2f} frames), confidence "
+            f"{report.confidence:.2f}, {report.verdict.replace('_', ' ')}")
+
+
+FIX_SCHEMA = "avsync.fix/1"
+
+
+@dataclass
+class FixResult:
+    """What :func:`avsync.fix` did: the offset applied to ``input`` to write ``output``, the
+    measurement it came from (``before``; None when the offset was given) and the re-measurement
+    of ``output`` (``after``; None when not verified)."""
+
+    input: str
+    output: str
+    applied_offset_ms: float
+    before: Report | None = None
+    after: Report | None = None
+
+    @property
+    def delayed(self) -> str:
+        """The stream that was delayed: 'audio' (it led), 'video' (the audio lagged) or 'none'."""
+        off = self.applied_offset_ms
+        return "audio" if off > 0 else "video" if off < 0 else "none"
+
+    def to_dict(self) -> dict:
+        return {
+            "schema": FIX_SCHEMA,
+            "input": self.input,
+            "output": self.output,
+            "applied_offset_ms": round(self.applied_offset_ms, 2),
+            "delayed": self.delayed,
+            "before": self.before.to_dict() if self.before is not None else None,
+            "after": self.after.to_dict() if self.after is not None else None,
+        }
+
+    def to_json(self, indent: int | None = None) -> str:
+        return json.dumps(self.to_dict(), indent=indent, allow_nan=False)
+
+    def to_text(self) -> str:
+        off = self.applied_offset_ms
+        lines = [f"{self.input} -> {self.output}"]
+        if self.before is not None:
+            lines.append(f"  before    {_offset_line(self.before)}")
+        else:
+            lines.append(f"  before    {off:+.1f} ms (given)")
+        if off:
+            lines.append(f"  applied   delayed the {'audio' if off > 0 else 'video'} by {abs(off):.1f} ms "
+                         "(no re-encoding)")
+        else:
+            lines.append("  applied   nothing to shift (offset 0); copied the streams")
+        if self.after is not None:
+            lines.append(f"  after     {_offset_line(self.after)}")
+        return "\n".join(lines)
+
+
+# -- one row per input: ``detect --csv`` and ``batch`` (JSON Lines rows and --csv) --------------
+#: The columns, in CSV order.  They are the union of the two layouts that existed before:
+#:   both:          error, method, offset_ms, offset_frames, confidence, verdict
+#:   batch:         key (content + options hash), input, status ('ok' | 'error'), drift_ms_per_min,
+#:                  reason, duration_s, elapsed_s
+#:   detect --csv:  file (the input as given: the same as input), lse_d, lse_c (syncnet's LSE-D /
+#:                  LSE-C; empty for other methods)
+#: Where they differed, batch's meaning holds: ``error`` is set for failed inputs only (a report
+#: without an offset says why in ``reason``), and ``offset_frames`` is the report's (frames of the
+#: media's own rate); syncnet's 25-fps frame offset, which detect --csv printed there, is in
+#: ``offset_frames_25fps``.  ``key`` is empty for detect.
+ROW_FIELDS = ("key", "input", "status", "error", "method", "offset_ms", "offset_frames", "confidence", "verdict",
+              "drift_ms_per_min", "reason", "duration_s", "elapsed_s", "file", "lse_d", "lse_c",
+              "offset_frames_25fps")
+
+
+def result_row(path: str, report: Report | None = None, error: str | None = None, key: str | None = None,
+               elapsed_s: float | None = None, with_report: bool = True) -> dict:
+    """The row of one input: its ``report``, or the one-line ``error`` when it failed.  An ok row
+    carries the whole report under 'report' (``with_report``); :func:`csv_cells` flattens a row."""
+    row: dict = {} if key is None else {"key": key}
+    row["input"] = path
+    if report is None:
+        row.update(status="error", error=error)
+        if elapsed_s is not None:
+            row["elapsed_s"] = round(elapsed_s, 3)
+        return row
+    flat = report.to_row()
+    flat.pop("path", None)
+    row.update(status="ok", error=None, **flat, duration_s=report.media.get("duration_s"),
+               elapsed_s=None if elapsed_s is None else round(elapsed_s, 3))
+    if with_report:
+        row["report"] = report.to_dict()
+    return row
+
+
+def csv_cells(row: dict) -> dict:
+    """A row as CSV cells over :data:`ROW_FIELDS` (None -> ''); ``file`` and syncnet's numbers
+    are filled from the row's input and report when it has them."""
+    rep = row.get("report") or {}
+    full = {"file": row.get("input"), "lse_d": rep.get("lse_d"), "lse_c": rep.get("lse_c"),
+            "offset_frames_25fps": (rep.get("syncnet") or {}).get("offset_frames_25fps"), **row}
+    return {k: "" if full.get(k) is None else full[k] for k in ROW_FIELDS}
+
+
+def csv_writer(fh):
+    """A CSV writer of :data:`ROW_FIELDS` on ``fh`` (write its header yourself: ``writeheader()``)."""
+    import csv
+
+    return csv.DictWriter(fh, fieldnames=ROW_FIELDS, extrasaction="ignore")

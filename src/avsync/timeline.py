@@ -15,6 +15,8 @@ PRESETS = {
     "atsc": (15.0, 45.0),
 }
 TOLERANCE_NAMES = [*PRESETS, "frame"]
+#: the preset every entry point uses unless told otherwise
+DEFAULT_TOLERANCE = "ebu-r37"
 
 #: below this confidence a measured offset is reported but not judged
 MIN_CONFIDENCE = 0.5

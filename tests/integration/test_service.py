@@ -55,14 +55,21 @@ def test_detect_matches_the_api(client, speech_clip):
     assert rep["media"]["path"] == speech_clip.name  # the upload's name, never a server path
 
 
-def test_analyze_has_plot_and_segments_key(client, speech_clip):
+def test_analyze_has_plot_and_segment_labels(client, speech_clip):
+    pytest.importorskip("torch")  # the segment classifier (test extra)
     r = _upload(client, speech_clip, url="/api/analyze", tolerance="bt1359-accept")
     assert r.status_code == 200, r.text
     d = r.json()
     assert d["tolerance"]["name"] == "bt1359-accept"
     assert base64.b64decode(d["plot_png_base64"])[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "segments" in d  # null unless avsync.classify is installed
     assert len(d["windows"]) > 3
+    # the labels of avsync.classify: one per 1-s segment of the ~12.7-s clip, as ``avsync classify`` gives
+    segs = d["segments"]
+    assert isinstance(segs, list) and len(segs) >= 10, segs
+    for s in segs:
+        assert set(s) == {"start_s", "end_s", "label", "p_sync", "fault"}, s
+        assert s["label"] in ("sync", "desync") and 0.0 <= s["p_sync"] <= 1.0
+        assert 0.0 <= s["start_s"] < s["end_s"] <= s["start_s"] + 1.001
 
 
 def test_bad_media_is_422_one_line(client, tmp_path):

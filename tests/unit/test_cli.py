@@ -173,6 +173,32 @@ def test_progress_bar_only_for_long_media():
     assert s.getvalue() == ""
 
 
+def test_progress_renderers_share_the_protocol():
+    from avsync.progress import CountLine
+
+    s = io.StringIO()
+    bar = ProgressBar("batch", True, stream=s, min_duration_s=None, counts=True)  # no 'decode' gate
+    bar("files", 0, 3)
+    bar("files", 3, 3)
+    bar.close()
+    assert "3/3" in s.getvalue() and "100.0%" in s.getvalue() and s.getvalue().endswith("\n")
+    s = io.StringIO()
+    line = CountLine("trim", True, stream=s)
+    line("trim", 1, 2)
+    line("trim", 2, 2)
+    assert s.getvalue() == "\rtrim 1/2\rtrim 2/2\n"
+
+
+def test_help_lists_user_commands_first(capsys):
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    user = [out.index(f"    {c} ") for c in ("detect", "fix", "sample", "batch", "monitor", "serve")]
+    dev = out.index("developer and research commands:")
+    assert user == sorted(user) and max(user) < dev
+    for c in ("bench", "dataset", "features", "train", "evaluate", "classify", "export-onnx"):
+        assert out.index(f"    {c} ") > dev, c
+
+
 def test_plot_not_assessable_report(tmp_path):
     from avsync.plot import plot_report
     from avsync.report import Report, Window
@@ -254,3 +280,26 @@ def test_sample_writes_a_clip_with_the_asked_offset(capsys, tmp_path):
 def test_sample_bad_duration_is_usage_error(capsys, tmp_path):
     rc, out, _ = run(capsys, "sample", tmp_path / "s.mp4", "--duration", "-1")
     assert rc == 2 and out == ""
+
+
+def test_detect_csv_has_the_batch_row_columns(capsys, speech_clip, tmp_path):
+    import csv
+
+    from avsync.report import ROW_FIELDS
+
+    table, missing = tmp_path / "rows.csv", tmp_path / "gone.mp4"
+    rc, out, err = run(capsys, "detect", "--json", "--csv", table, speech_clip, missing)
+    assert rc == 3
+    doc = json.loads(out)
+    with open(table, newline="") as fh:
+        reader = csv.DictReader(fh)
+        rows = list(reader)
+    assert tuple(reader.fieldnames) == ROW_FIELDS
+    ok, bad = rows
+    assert ok["file"] == ok["input"] == str(speech_clip) and ok["status"] == "ok" and ok["error"] == ""
+    for k in ("method", "verdict"):
+        assert ok[k] == doc[k]
+    for k in ("offset_ms", "offset_frames", "confidence"):
+        assert float(ok[k]) == doc[k]
+    assert float(ok["duration_s"]) == doc["media"]["duration_s"] and ok["key"] == ""
+    assert bad["status"] == "error" and bad["error"].startswith(f"{missing}: ") and bad["file"] == str(missing)

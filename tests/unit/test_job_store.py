@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from avsync.apps.service.jobs import (MAX_ATTEMPTS, Job, JobStore, JobStoreBase, SQLiteJobStore, UnsupportedDatabase,
-                                 open_job_store, parse_db_url)
+from avsync.apps.service.store import (MAX_ATTEMPTS, Job, JobStore, JobStoreBase, SQLiteJobStore, UnsupportedDatabase,
+                                      open_job_store, parse_db_url)
 
 
 @pytest.mark.parametrize("loc, path", [

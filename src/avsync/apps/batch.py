@@ -31,20 +31,18 @@ import json
 import os
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
-from typing import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Iterable
 
-from ..api import DetectOptions
+from ..errors import UsageError
+from ..options import DetectOptions, check_number
+from ..progress import Progress
+from ..report import csv_cells, csv_writer, result_row
 
 MEDIA_EXTENSIONS = {".mp4", ".mkv", ".avi", ".mov", ".webm", ".ts", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv",
                     ".mxf", ".3gp", ".ogv", ".m2ts", ".mts", ".vob"}
-CSV_FIELDS = ["key", "input", "status", "error", "method", "offset_ms", "offset_frames", "confidence", "verdict",
-              "drift_ms_per_min", "reason", "duration_s", "elapsed_s"]
 #: the key changes when these do (the report would differ)
 KEY_OPTIONS = ("method", "tolerance", "max_lag_ms", "window_s", "hop_s", "weights")
-
-#: progress(stage, done, total) plus a dict of counters: see :class:`BatchResult`
-BatchProgress = Callable[["BatchResult"], None]
 
 
 @dataclass(frozen=True)
@@ -58,6 +56,15 @@ class BatchOptions:
     #: threads per worker: None caps the worker processes' OpenCV/torch/BLAS pools at the usable
     #: CPUs // the workers on that machine (at least 1); a number caps those and the video decoder
     threads: int | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.detect, DetectOptions):
+            raise UsageError(f"detect must be DetectOptions, not {type(self.detect).__name__}")
+        check_number("workers", self.workers, minimum=1, strict=False, whole=True, optional=True)
+        check_number("threads", self.threads, minimum=1, strict=False, whole=True, optional=True)
+        check_number("scheduler_timeout_s", self.scheduler_timeout_s)
+        if self.scheduler is not None and (not isinstance(self.scheduler, str) or not self.scheduler.strip()):
+            raise UsageError(f"scheduler must be an address such as tcp://host:8786, not {self.scheduler!r}")
 
 
 @dataclass
@@ -128,7 +135,7 @@ def expand_inputs(inputs: Iterable[str]) -> list[str]:
 
 
 def options_key(options: DetectOptions) -> str:
-    d = asdict(options)
+    d = options.to_dict()
     return json.dumps({k: d.get(k) for k in KEY_OPTIONS}, sort_keys=True)
 
 
@@ -211,25 +218,21 @@ def _measure(path: str, key: str, options: dict) -> dict:
     from ..api import detect
     from ..errors import AvsyncError
 
-    row = {"key": key, "input": path}
     t = time.perf_counter()
     try:
-        report = detect(path, DetectOptions(**options))
+        report = detect(path, DetectOptions.from_dict(options))
     except AvsyncError as exc:
-        return {**row, "status": "error", "error": " ".join(str(exc).split()),
-                "elapsed_s": round(time.perf_counter() - t, 3)}
+        return result_row(path, error=" ".join(str(exc).split()), key=key, elapsed_s=time.perf_counter() - t)
     except Exception as exc:  # a bug or an odd file: still one row
         msg = f"{path}: internal error ({type(exc).__name__}: {' '.join(str(exc).split())[:200]})"
-        return {**row, "status": "error", "error": msg, "elapsed_s": round(time.perf_counter() - t, 3)}
-    r = report.to_row()
-    r.pop("path", None)
-    return {**row, "status": "ok", "error": None, **r, "duration_s": report.media.get("duration_s"),
-            "elapsed_s": round(time.perf_counter() - t, 3), "report": report.to_dict()}
+        return result_row(path, error=msg, key=key, elapsed_s=time.perf_counter() - t)
+    return result_row(path, report, key=key, elapsed_s=time.perf_counter() - t)
 
 
 # -- output --------------------------------------------------------------------------------------
 class _Output:
-    """Append-only JSONL or CSV; reopening keeps the valid rows and drops a torn tail."""
+    """Append-only JSONL or CSV (the columns of :data:`avsync.report.ROW_FIELDS`); reopening keeps
+    the valid rows and drops a torn tail."""
 
     def __init__(self, path: str, as_csv: bool):
         self.path = path
@@ -241,16 +244,16 @@ class _Output:
         fd, tmp = tempfile.mkstemp(prefix=".batch-", dir=d)
         with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
             if self.csv:
-                w = csv.DictWriter(fh, CSV_FIELDS, extrasaction="ignore")
+                w = csv_writer(fh)
                 w.writeheader()
                 for r in lines:
-                    w.writerow(r)
+                    w.writerow(csv_cells(r))
             else:
                 for r in lines:
                     fh.write(json.dumps(r, allow_nan=False) + "\n")
         os.replace(tmp, path)
         self.fh = open(path, "a", newline="", encoding="utf-8")
-        self.writer = csv.DictWriter(self.fh, CSV_FIELDS, extrasaction="ignore") if self.csv else None
+        self.writer = csv_writer(self.fh) if self.csv else None
 
     def _read(self) -> list[dict]:
         rows: list[dict] = []
@@ -279,7 +282,7 @@ class _Output:
 
     def write(self, row: dict) -> None:
         if self.csv:
-            self.writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in CSV_FIELDS})
+            self.writer.writerow(csv_cells(row))
         else:
             self.fh.write(json.dumps(row, allow_nan=False) + "\n")
         self.fh.flush()
@@ -291,12 +294,15 @@ class _Output:
 
 # -- the run -------------------------------------------------------------------------------------
 def run_batch(inputs: Iterable[str], out: str, options: BatchOptions = BatchOptions(),
-              progress: BatchProgress | None = None) -> BatchResult:
-    """Measure every input not already in ``out``; append a row per input to ``out``."""
+              progress: Progress | None = None) -> BatchResult:
+    """Measure every input not already in ``out``; append a row per input to ``out``.
+    ``progress('files', measured, to_measure)`` hears each finished input (and the start)."""
+    if not isinstance(options, BatchOptions):
+        raise UsageError(f"options must be BatchOptions, not {type(options).__name__}")
     paths = expand_inputs(inputs)
     res = BatchResult(total=len(paths))
     output = _Output(out, options.csv)
-    opts = asdict(options.detect)
+    opts = options.detect.to_dict()
     if options.threads is not None:  # an explicit budget caps the video decoder too
         opts["threads"] = options.threads
     try:
@@ -311,14 +317,14 @@ def run_batch(inputs: Iterable[str], out: str, options: BatchOptions = BatchOpti
         todo.sort(key=lambda pk: -_size(pk[0]))  # largest first: no big straggler at the end
         res.started = time.monotonic()
         if progress is not None:
-            progress(res)
+            progress("files", 0, res.todo)
 
         def record(row: dict) -> None:
             output.write(row)
             res.done += 1
             res.errors += row.get("status") == "error"
             if progress is not None:
-                progress(res)
+                progress("files", res.done, res.todo)
 
         if todo:
             if options.scheduler:
@@ -357,8 +363,7 @@ def _run_local(todo, opts: dict, workers: int | None, record, threads: int | Non
                 try:
                     row = f.result()
                 except Exception as exc:  # a worker died (out of memory, ...)
-                    row = {"key": k, "input": p, "status": "error",
-                           "error": f"{p}: worker failed ({type(exc).__name__})"}
+                    row = result_row(p, error=f"{p}: worker failed ({type(exc).__name__})", key=k)
                 record(row)
         except KeyboardInterrupt:
             for f in futs:
@@ -387,10 +392,7 @@ def _run_dask(todo, opts: dict, address: str, record, timeout_s: float = 20.0, t
     try:
         from dask.distributed import Client, as_completed
     except ImportError as exc:
-        from ..errors import UsageError
-
         raise UsageError(f"--scheduler needs the 'batch' extra: pip install 'avsync[batch]' ({exc})") from None
-    from ..errors import UsageError
 
     try:
         client = Client(address, timeout=timeout_s)
@@ -412,8 +414,8 @@ def _run_dask(todo, opts: dict, address: str, record, timeout_s: float = 20.0, t
             try:
                 row = f.result()
             except Exception as exc:
-                row = {"key": k, "input": p, "status": "error",
-                       "error": f"{p}: worker failed ({type(exc).__name__}: {' '.join(str(exc).split())[:120]})"}
+                msg = f"{p}: worker failed ({type(exc).__name__}: {' '.join(str(exc).split())[:120]})"
+                row = result_row(p, error=msg, key=k)
             record(row)
     finally:
         client.close()

@@ -24,20 +24,24 @@ from typing import Callable
 
 import numpy as np
 
-from ..api import DetectOptions, analyse
-from ..errors import AvsyncError, DecodeError
+from ..api import analyse
+from ..errors import AvsyncError, DecodeError, UsageError
 from ..features import Features
 from ..features.audio import AudioFeatureExtractor
 from ..features.visual import VisualFeatureExtractor
 from ..media.hls import FollowOptions, SegmentDecoder, check_location, follow
 from ..media.base import AudioChunk, DecodeOptions, MediaInfo, VideoFrame
-from ..timeline import tolerance as tolerance_preset
+from ..options import DetectOptions, check_number
+from ..timeline import DEFAULT_TOLERANCE, tolerance as tolerance_preset
 
 
 @dataclass(frozen=True)
 class MonitorOptions:
+    """How to follow and judge a stream.  Checked when built (:class:`avsync.errors.UsageError`):
+    the analysis fields through :class:`avsync.options.DetectOptions`, the rest here."""
+
     method: str = "auto"
-    tolerance: str = "ebu-r37"
+    tolerance: str = DEFAULT_TOLERANCE
     max_lag_ms: float = 1000.0
     window_s: float = 5.0
     #: a window cut short (gap, end of stream) is judged only when it holds this much media
@@ -50,6 +54,28 @@ class MonitorOptions:
     #: live playlists: start this many segments from the live edge
     live_edge_segments: int = 3
     follow: FollowOptions = field(default_factory=FollowOptions)
+
+    def __post_init__(self) -> None:
+        self.detect_options  # noqa: B018  (validates method, tolerance, max_lag_ms)
+        check_number("window_s", self.window_s)
+        check_number("min_window_s", self.min_window_s)
+        for name in ("alert_after", "recover_after", "live_edge_segments"):
+            check_number(name, getattr(self, name), minimum=1, strict=False, whole=True)
+        check_number("max_windows", self.max_windows, minimum=1, strict=False, whole=True, optional=True)
+        check_number("max_duration_s", self.max_duration_s, optional=True)
+        if not isinstance(self.follow, FollowOptions):
+            raise UsageError(f"follow must be FollowOptions, not {type(self.follow).__name__}")
+        f = self.follow
+        check_number("timeout_s", f.timeout_s)
+        check_number("reconnect_s", f.reconnect_s)
+        check_number("poll_s", f.poll_s, optional=True)
+        check_number("retries", f.retries, strict=False, whole=True)
+
+    @property
+    def detect_options(self) -> DetectOptions:
+        """The analysis of each window (no timeline: a window is one measurement)."""
+        return DetectOptions(method=self.method, tolerance=self.tolerance, max_lag_ms=self.max_lag_ms,
+                             timeline=False)
 
 
 @dataclass
@@ -169,9 +195,7 @@ class Monitor:
         self.options = options
         self.on_event = on_event or (lambda ev: None)
         self.clock = clock
-        self.detect_options = DetectOptions(method=options.method, tolerance=options.tolerance,
-                                            max_lag_ms=options.max_lag_ms, timeline=False)
-        tolerance_preset(options.tolerance)  # validates the name early
+        self.detect_options = options.detect_options
         self.summary = MonitorSummary(url=self.url, stopped="end")
         self._windows: dict[int, _Window] = {}
         self._grid0: float | None = None

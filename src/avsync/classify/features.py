@@ -26,11 +26,11 @@ import os
 import shutil
 import tempfile
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
 from ..errors import AvsyncError, NoVideo, TooShort
+from ..progress import Progress
 
 FLOW_WIDTH = 128
 HOP = 160  # 10 ms at 16 kHz
@@ -196,7 +196,7 @@ def core_cues(feats, seg_t: np.ndarray) -> dict[str, np.ndarray]:
     return out
 
 
-def extract(path: str, progress: Callable[[float, float], None] | None = None) -> dict[str, np.ndarray]:
+def extract(path: str, progress: Progress | None = None) -> dict[str, np.ndarray]:
     """All arrays of one media file (see the module docstring), from one decode."""
     import cv2
 
@@ -245,7 +245,7 @@ def extract(path: str, progress: Callable[[float, float], None] | None = None) -
                     grey_t.append(item.t)
                     next_grey = (item.t if next_grey is None else next_grey) + 1 / FRAME_RATE_GREY
                 if progress is not None and len(times) % 25 == 0:
-                    progress(item.t, info.duration_s or 0.0)
+                    progress("decode", item.t, info.duration_s or 0.0)
     feats = None
     if core is not None:
         try:
@@ -345,7 +345,7 @@ def _job(args):
 
 
 def extract_many(items: list[tuple[str, str]], out_dir: str, npy: bool = False, workers: int = 1,
-                 progress: Callable[[int, int], None] | None = None, force: bool = False) -> FeatureRun:
+                 progress: Progress | None = None, force: bool = False) -> FeatureRun:
     """Features of every ``(sample_id, media_path)``; existing outputs are kept (resumable)."""
     os.makedirs(out_dir, exist_ok=True)
     jobs, skipped = [], 0
@@ -359,7 +359,7 @@ def extract_many(items: list[tuple[str, str]], out_dir: str, npy: bool = False, 
     done = skipped
     total = len(items)
     if progress is not None:
-        progress(done, total)
+        progress("features", done, total)
     if workers > 1 and len(jobs) > 1:
         import multiprocessing as mp
 
@@ -369,7 +369,7 @@ def extract_many(items: list[tuple[str, str]], out_dir: str, npy: bool = False, 
                 if err:
                     failed.append((path, err))
                 if progress is not None:
-                    progress(done, total)
+                    progress("features", done, total)
     else:
         for j in jobs:
             path, err = _job(j)
@@ -377,5 +377,5 @@ def extract_many(items: list[tuple[str, str]], out_dir: str, npy: bool = False, 
             if err:
                 failed.append((path, err))
             if progress is not None:
-                progress(done, total)
+                progress("features", done, total)
     return FeatureRun(len(jobs) - len(failed), skipped, failed)

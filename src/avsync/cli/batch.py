@@ -4,8 +4,7 @@ from __future__ import annotations
 import sys
 import time
 
-from ..timeline import TOLERANCE_NAMES
-from .argtypes import count as _count, positive as _positive
+from .argtypes import ANALYSIS_OPTIONS, add_analysis_arguments, given_options, whole
 
 
 def register(subparsers) -> None:
@@ -17,19 +16,15 @@ def register(subparsers) -> None:
     p.add_argument("inputs", nargs="+", metavar="INPUT")
     p.add_argument("--out", required=True, metavar="FILE", help="results file (appended; resumable)")
     p.add_argument("--csv", action="store_true", help="write CSV instead of JSON Lines")
-    p.add_argument("--workers", type=_count, metavar="N", help="local worker processes (default: CPU count)")
+    p.add_argument("--workers", type=whole, metavar="N", help="local worker processes (default: CPU count)")
     p.add_argument("--scheduler", metavar="ADDRESS", help="run on the Dask cluster at ADDRESS (tcp://host:8786)")
-    p.add_argument("--threads", type=_count, metavar="N",
+    p.add_argument("--threads", type=whole, metavar="N",
                    help="threads per worker: caps the video decoder and the OpenCV/torch/BLAS pools (default: "
                         "those pools get the machine's CPUs divided by its workers, at least 1; the decoder "
                         "keeps FFmpeg's choice)")
     p.add_argument("--retry-errors", action="store_true", help="measure again inputs whose previous row is an error")
-    p.add_argument("--method", default="auto", metavar="M")
-    p.add_argument("--tolerance", default="ebu-r37", choices=TOLERANCE_NAMES, metavar="PRESET")
-    p.add_argument("--max-lag-ms", type=_positive, default=1000.0, metavar="MS")
-    p.add_argument("--window-s", type=_positive, default=5.0, metavar="S")
-    p.add_argument("--hop-s", type=_positive, default=1.0, metavar="S")
-    p.add_argument("--no-progress", action="store_true", help="no progress lines on stderr")
+    add_analysis_arguments(p)
+    p.add_argument("--no-progress", action="store_true", help="no progress on stderr")
     p.set_defaults(func=run)
 
 
@@ -40,44 +35,57 @@ def _hms(s: float | None) -> str:
     return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
 
 
-class _Progress:
-    def __init__(self, enabled: bool):
-        self.enabled = enabled
-        self.tty = sys.stderr.isatty()
+class _Lines:
+    """``progress('files', done, total)`` as a line on stderr every 2 s and at the end (for logs,
+    when stderr is not a terminal)."""
+
+    def __init__(self):
+        self.t0: float | None = None
         self.last = 0.0
 
-    def __call__(self, r) -> None:
-        if not self.enabled:
-            return
+    def __call__(self, stage: str, done: float, total: float) -> None:
         now = time.monotonic()
-        final = r.done >= r.todo
-        if not final and now - self.last < (0.2 if self.tty else 2.0):
+        if self.t0 is None:
+            self.t0 = now
+        final = done >= total
+        if not final and now - self.last < 2.0:
             return
         self.last = now
-        rate = r.done / r.elapsed_s if r.elapsed_s > 0 else 0.0
-        line = (f"batch: {r.done}/{r.todo} done ({r.errors} errors, {r.skipped} skipped), "
-                f"{rate:.2f} files/s, elapsed {_hms(r.elapsed_s)}, ETA {_hms(r.eta_s())}")
-        sys.stderr.write(("\r" + line + ("\n" if final else "")) if self.tty else line + "\n")
+        elapsed = now - self.t0
+        rate = done / elapsed if elapsed > 0 else 0.0
+        eta = (total - done) * elapsed / done if done else None
+        sys.stderr.write(f"batch: {done}/{total} done, {rate:.2f} files/s, elapsed {_hms(elapsed)}, "
+                         f"ETA {_hms(eta)}\n")
         sys.stderr.flush()
+
+    def close(self) -> None:
+        pass
+
+
+def _progress(enabled: bool):
+    from ..progress import ProgressBar
+
+    if enabled and sys.stderr.isatty():
+        return ProgressBar("batch", True, min_duration_s=None, counts=True)
+    return _Lines() if enabled else None
 
 
 def run(args) -> int:
-    from ..api import DetectOptions
     from ..apps.batch import BatchOptions, run_batch
-    from ..estimators.registry import available_methods
     from ..errors import UsageError
+    from ..options import DetectOptions
 
-    if args.method not in available_methods():
-        raise UsageError(f"unknown method {args.method!r}; choose from {', '.join(available_methods())}")
-    opts = BatchOptions(
-        detect=DetectOptions(method=args.method, tolerance=args.tolerance, max_lag_ms=args.max_lag_ms,
-                             window_s=args.window_s, hop_s=args.hop_s),
-        workers=args.workers, scheduler=args.scheduler, csv=args.csv, retry_errors=args.retry_errors,
-        threads=args.threads)
+    detect = DetectOptions(**given_options(args, ANALYSIS_OPTIONS))
+    opts = BatchOptions(detect=detect, workers=args.workers, scheduler=args.scheduler, csv=args.csv,
+                        retry_errors=args.retry_errors, threads=args.threads)
+    progress = _progress(not args.no_progress)
     try:
-        res = run_batch(args.inputs, args.out, opts, _Progress(not args.no_progress))
+        res = run_batch(args.inputs, args.out, opts, progress)
     except OSError as exc:
         raise UsageError(f"{args.out}: cannot write ({exc.strerror or exc})") from None
+    finally:
+        if progress is not None:
+            progress.close()
     sys.stderr.write(f"batch: {res.total} inputs: {res.done} measured ({res.errors} errors), {res.skipped} skipped "
                      f"(already in {args.out}); {res.elapsed_s:.1f} s\n")
     return 3 if res.errors else 0

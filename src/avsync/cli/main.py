@@ -1,4 +1,5 @@
-"""``avsync`` command line: argument parsing and the detect / fix / sample commands.
+"""``avsync`` command line: argument parsing and printing for the detect / fix / sample commands
+(the work is :mod:`avsync.api`'s; the options are checked by :mod:`avsync.options`).
 
 Rules (docs/contract): ``--json`` puts exactly one JSON document per input on
 stdout (JSON Lines for several) and nothing else; progress and logs go to
@@ -10,16 +11,17 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import logging
 import os
+import shutil
 import sys
+import textwrap
 import warnings
 
 from .. import __version__
-from ..errors import AvsyncError, UsageError
-from ..timeline import TOLERANCE_NAMES
-from .argtypes import finite, positive
+from ..errors import AvsyncError, CannotMeasure, UsageError
+from ..options import CROPS, PRECISIONS, DetectOptions
+from .argtypes import ANALYSIS_OPTIONS, add_analysis_arguments, finite, given_options, number, positive
 
 PROG = "avsync"
 EXIT_OK, EXIT_CHECK, EXIT_USAGE, EXIT_MEDIA = 0, 1, 2, 3
@@ -29,14 +31,18 @@ log = logging.getLogger("avsync.cli")
 #: modules (relative to this package) whose ``register(subparsers)`` adds more commands;
 #: each must import its heavy dependencies lazily, inside the command it runs
 EXTENSIONS: tuple[str, ...] = (
-    ".bench",
+    ".batch",
     ".monitor",
     ".serve",
-    ".batch",
+    ".bench",
     ".pipeline",
     ".train",
     ".export_onnx",
 )
+#: listed first in ``avsync --help``: measuring and fixing media
+USER_COMMANDS = ("detect", "fix", "sample", "batch", "monitor", "serve")
+#: listed after them: benchmarks, datasets, training and model export (any other command joins these)
+DEVELOPER_COMMANDS = ("bench", "dataset", "features", "train", "evaluate", "classify", "export-onnx")
 
 
 # -- helpers ---------------------------------------------------------------------------
@@ -92,35 +98,32 @@ def _want_progress(args) -> bool:
         return False
 
 
-def _options(args):
-    from ..api import DetectOptions
+def _options(args) -> DetectOptions:
+    """The checked options of ``detect`` / ``fix`` (:class:`avsync.options.DetectOptions`)."""
+    extra = {"fusion": False} if getattr(args, "no_fusion", False) else {}
+    precision = _precision(args)
+    if precision is not None:
+        extra["precision"] = precision
+    return DetectOptions(**given_options(args, ANALYSIS_OPTIONS + ("weights", "crop", "debug_dir")), **extra)
 
-    return DetectOptions(method=args.method, tolerance=args.tolerance, max_lag_ms=args.max_lag_ms,
-                         window_s=args.window_s, hop_s=args.hop_s, weights=args.weights, crop=args.crop,
-                         precision=_precision(args), debug_dir=args.debug_dir,
-                         fusion=not getattr(args, "no_fusion", False))
 
-
-def _precision(args) -> str:
+def _precision(args) -> str | None:
     p = getattr(args, "precision", None)
     if args.fast and p not in (None, "fast"):
         raise UsageError(f"--fast and --precision {p} contradict each other")
-    return "fast" if args.fast else (p or "exact")
+    return "fast" if args.fast else p
 
 
-def _check_method(method: str) -> None:
-    from ..estimators.registry import available_methods
+def _bar(path: str, args):
+    from ..progress import ProgressBar
 
-    names = available_methods()
-    if method not in names:
-        raise UsageError(f"unknown method {method!r}; choose from {', '.join(names)}")
+    return ProgressBar(_stem(path), _want_progress(args))
 
 
 def _detect(path: str, options, args):
     from ..api import detect
-    from ..progress import ProgressBar
 
-    bar = ProgressBar(_stem(path), _want_progress(args))
+    bar = _bar(path, args)
     try:
         return detect(path, options, bar)
     finally:
@@ -134,10 +137,11 @@ def _print(text: str) -> None:
 
 # -- detect ----------------------------------------------------------------------------
 def cmd_detect(args) -> int:
-    _check_method(args.method)
+    from ..report import result_row
+
+    options = _options(args)
     if args.weights is not None and not os.path.isfile(args.weights):
         raise UsageError(f"{args.weights}: weights file not found")
-    options = _options(args)
     plots = plot_paths(args.plot, args.media) if args.plot else [None] * len(args.media)
     out_fh = None
     if args.out:
@@ -163,10 +167,10 @@ def cmd_detect(args) -> int:
                 _err(_error_line(path, exc))
                 failed += 1
                 if csv_rows is not None:
-                    csv_rows.append({"file": path, "error": _error_line(path, exc)})
+                    csv_rows.append(result_row(path, error=_error_line(path, exc)))
                 continue
             if csv_rows is not None:
-                csv_rows.append(_csv_row(path, report))
+                csv_rows.append(result_row(path, report, elapsed_s=report.elapsed_s))
             if report.verdict == "out_of_sync":
                 out_of_sync += 1
             line = report.to_json()
@@ -201,18 +205,6 @@ def cmd_detect(args) -> int:
     return EXIT_OK
 
 
-CSV_FIELDS = ("file", "offset_frames", "offset_ms", "lse_d", "lse_c", "confidence", "verdict", "method", "error")
-
-
-def _csv_row(path: str, report) -> dict:
-    d = report.to_dict()
-    sync = d.get("syncnet") or {}
-    frames = sync.get("offset_frames_25fps", d.get("offset_frames"))
-    return {"file": path, "offset_frames": frames, "offset_ms": d.get("offset_ms"), "lse_d": d.get("lse_d"),
-            "lse_c": d.get("lse_c"), "confidence": d.get("confidence"), "verdict": d.get("verdict"),
-            "method": d.get("method"), "error": d.get("reason") if d.get("offset_ms") is None else None}
-
-
 def _check_writable(path: str) -> None:
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
@@ -220,16 +212,16 @@ def _check_writable(path: str) -> None:
 
 
 def _write_csv(path: str, rows: list[dict]) -> None:
-    """All rows at once, to a temporary name renamed when complete."""
-    import csv
+    """All rows at once (:data:`avsync.report.ROW_FIELDS`), to a temporary name renamed when complete."""
+    from ..report import csv_cells, csv_writer
 
     tmp = f"{path}.part"
     try:
         with open(tmp, "w", encoding="utf-8", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=CSV_FIELDS, extrasaction="ignore")
+            w = csv_writer(fh)
             w.writeheader()
             for r in rows:
-                w.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in CSV_FIELDS})
+                w.writerow(csv_cells(r))
         os.replace(tmp, path)
     except OSError as exc:
         _err(f"{path}: cannot write CSV ({exc.strerror or exc})")
@@ -238,69 +230,29 @@ def _write_csv(path: str, rows: list[dict]) -> None:
 
 
 # -- fix -------------------------------------------------------------------------------
-def _fmt_offset(report) -> str:
-    if report.offset_ms is None:
-        return f"not assessable ({report.reason or 'no usable cue'})"
-    return (f"{report.offset_ms:+.1f} ms ({report.offset_frames:+.2f} frames), confidence "
-            f"{report.confidence:.2f}, {report.verdict.replace('_', ' ')}")
-
-
 def cmd_fix(args) -> int:
-    from ..media.remux import fix_file
+    from ..api import fix
 
-    _check_method(args.method)
     src, dst = args.media, args.output
-    if os.path.abspath(src) == os.path.abspath(dst):
-        raise UsageError("OUT must differ from MEDIA (the input is never overwritten)")
     options = _options(args)
-    before = None
+    bar = _bar(src, args)
     try:
-        if args.offset_ms is None:
-            before = _detect(src, options, args)
-            if before.offset_ms is None or before.verdict == "not_assessable":
-                why = before.reason or "no usable cue"
-                conf = f", confidence {before.confidence:.2f}" if before.offset_ms is not None else ""
-                _err(f"{src}: cannot measure the offset reliably ({why}{conf}); give --offset-ms")
-                return EXIT_MEDIA
-            offset = float(before.offset_ms)
-        else:
-            offset = float(args.offset_ms)
-        fix_file(src, dst, offset)
-        after = None if args.no_verify else _detect(dst, options, args)
+        result = fix(src, dst, args.offset_ms, options, verify=not args.no_verify, progress=bar)
     except UsageError:
         raise
     except KeyboardInterrupt:
         raise
+    except CannotMeasure as exc:
+        _err(f"{exc}; give --offset-ms")
+        return EXIT_MEDIA
     except Exception as exc:
         log.debug("fix failed", exc_info=True)
         path = dst if isinstance(exc, AvsyncError) and exc.path == dst else src
         _err(_error_line(path, exc))
         return EXIT_MEDIA
-    if args.json:
-        doc = {
-            "schema": "avsync.fix/1",
-            "input": src,
-            "output": dst,
-            "applied_offset_ms": round(offset, 2),
-            "delayed": "audio" if offset > 0 else "video" if offset < 0 else "none",
-            "before": before.to_dict() if before is not None else None,
-            "after": after.to_dict() if after is not None else None,
-        }
-        _print(json.dumps(doc, allow_nan=False))
-        return EXIT_OK
-    side = "audio" if offset > 0 else "video"
-    lines = [f"{src} -> {dst}"]
-    if before is not None:
-        lines.append(f"  before    {_fmt_offset(before)}")
-    else:
-        lines.append(f"  before    {offset:+.1f} ms (given)")
-    if offset:
-        lines.append(f"  applied   delayed the {side} by {abs(offset):.1f} ms (no re-encoding)")
-    else:
-        lines.append("  applied   nothing to shift (offset 0); copied the streams")
-    if after is not None:
-        lines.append(f"  after     {_fmt_offset(after)}")
-    _print("\n".join(lines))
+    finally:
+        bar.close()
+    _print(result.to_json() if args.json else result.to_text())
     return EXIT_OK
 
 
@@ -326,42 +278,69 @@ def cmd_sample(args) -> int:
 def _analysis_parent() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(add_help=False)
     g = p.add_argument_group("analysis")
-    g.add_argument("--method", default="auto", metavar="M",
-                   help="estimator: auto (lips when a face is tracked, else motion), lips, motion, syncnet, ...")
-    g.add_argument("--tolerance", default="ebu-r37", choices=TOLERANCE_NAMES, metavar="PRESET",
-                   help=f"verdict tolerance preset: {', '.join(TOLERANCE_NAMES)} (default ebu-r37)")
+    add_analysis_arguments(g)
     g.add_argument("--weights", metavar="PATH",
                    help="weights file for learned methods (syncnet: syncnet_v2.model; or $AVSYNC_SYNCNET_WEIGHTS; "
                         "fcn: MODEL.pt (torch) or MODEL.onnx (ONNX Runtime, from `avsync export-onnx`))")
     g.add_argument("--no-fusion", action="store_true",
                    help="fcn: the learned model alone, not stacked with the weight-free lips estimate")
-    g.add_argument("--crop", default="auto", choices=("auto", "none"),
-                   help="syncnet: auto = detect and track faces; none = the input is already a face crop")
+    g.add_argument("--crop", metavar="MODE",
+                   help=f"syncnet ({' or '.join(CROPS)}): auto = detect and track faces (default); none = the input "
+                        "is already a face crop")
     g.add_argument("--fast", action="store_true", help="syncnet: bfloat16 inference (about 2x faster)")
-    g.add_argument("--precision", choices=("exact", "fast", "onnx"), default=None,
-                   help="syncnet: exact (torch fp32, default), fast (= --fast, bfloat16), onnx (ONNX Runtime fp32; "
-                        "needs the onnx extra)")
+    g.add_argument("--precision", metavar="P",
+                   help=f"syncnet ({', '.join(PRECISIONS)}): exact (torch fp32, default), fast (= --fast, bfloat16), "
+                        "onnx (ONNX Runtime fp32; needs the onnx extra)")
     g.add_argument("--debug-dir", metavar="DIR", help="syncnet: write a PNG of the face crops per input here")
-    g.add_argument("--max-lag-ms", type=positive, default=1000.0, metavar="MS",
-                   help="largest offset searched, either way (default 1000)")
-    g.add_argument("--window-s", type=positive, default=5.0, metavar="S",
-                   help="timeline window length (default 5)")
-    g.add_argument("--hop-s", type=positive, default=1.0, metavar="S", help="timeline hop (default 1)")
     pg = p.add_mutually_exclusive_group()
     pg.add_argument("--progress", action="store_true", help="progress bar on stderr even when not a TTY")
     pg.add_argument("--no-progress", action="store_true", help="never show a progress bar")
     return p
 
 
+class _Commands:
+    """The subparsers as the commands' ``register`` functions see them: user commands are listed
+    by argparse under 'commands'; the help line of every other command is kept for the epilog."""
+
+    def __init__(self, sub):
+        self._sub = sub
+        self.developer: dict[str, str] = {}
+
+    def add_parser(self, name: str, **kw):
+        if name not in USER_COMMANDS:
+            self.developer[name] = kw.pop("help", "") or ""
+        return self._sub.add_parser(name, **kw)
+
+    def __getattr__(self, attr):
+        return getattr(self._sub, attr)
+
+
+def _epilog(developer: dict[str, str]) -> str:
+    order = [c for c in DEVELOPER_COMMANDS if c in developer] + [c for c in developer if c not in DEVELOPER_COMMANDS]
+    cols = max(60, shutil.get_terminal_size().columns - 2)  # as argparse wraps its help
+    width = max((len(c) for c in order), default=0) + 2
+    lines = ["developer and research commands:"]
+    for c in order:
+        head = f"    {c:<{width}}"
+        lines.append(textwrap.fill(developer[c], cols, initial_indent=head, subsequent_indent=" " * len(head)))
+    text = [
+        f"The commands ({', '.join(USER_COMMANDS)}) measure and fix media; the developer and research "
+        f"commands ({', '.join(order)}) benchmark avsync, build datasets and train, evaluate and export the "
+        "learned models.",
+        "offset_ms > 0: the audio leads the video; < 0: the audio lags. "
+        "Exit codes: 0 ran, 1 --check found an out-of-sync input, 2 bad usage, 3 unusable media.",
+    ]
+    return "\n".join(lines) + "\n\n" + "\n\n".join(textwrap.fill(t, cols) for t in text)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=PROG, description="Find and fix audio-video synchronisation faults.",
-        epilog="offset_ms > 0: the audio leads the video; < 0: the audio lags. "
-               "Exit codes: 0 ran, 1 --check found an out-of-sync input, 2 bad usage, 3 unusable media.")
+    parser = argparse.ArgumentParser(prog=PROG, description="Find and fix audio-video synchronisation faults.",
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="log to stderr (-vv: debug)")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    sub.required = True
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
+    commands.required = True
+    sub = _Commands(commands)
     parent = _analysis_parent()
 
     d = sub.add_parser("detect", parents=[parent], help="measure offset, confidence, verdict, timeline, drift",
@@ -372,14 +351,16 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--plot", metavar="PNG",
                    help="draw the timeline to PNG (several inputs: the input's stem is added to the name)")
     d.add_argument("--check", action="store_true", help="exit 1 when some input is out of sync")
-    d.add_argument("--csv", metavar="FILE", help="also write one CSV row per input: file, offset, lse_d, lse_c, ...")
+    d.add_argument("--csv", metavar="FILE",
+                   help="also write one CSV row per input (the columns of `avsync batch --csv`: input, status, "
+                        "offset, confidence, verdict, ..., lse_d, lse_c)")
     d.set_defaults(func=cmd_detect)
 
     f = sub.add_parser("fix", parents=[parent], help="write a corrected copy without re-encoding",
                        description="Write a re-timed copy of MEDIA to OUT (no re-encoding), then re-measure it.")
     f.add_argument("media", metavar="MEDIA")
     f.add_argument("output", metavar="OUT")
-    f.add_argument("--offset-ms", type=finite, metavar="X",
+    f.add_argument("--offset-ms", type=number, metavar="X",
                    help="offset to correct (contract sign: > 0 audio leads); measured when omitted")
     f.add_argument("--json", action="store_true", help="print the before/after result as one JSON document")
     f.add_argument("--no-verify", action="store_true", help="do not re-measure OUT")
@@ -398,6 +379,7 @@ def build_parser() -> argparse.ArgumentParser:
             importlib.import_module(module, __package__).register(sub)
         except Exception as exc:  # pragma: no cover - a broken optional part must not break the CLI
             log.debug("%s commands unavailable: %s", module, exc)
+    parser.epilog = _epilog(sub.developer)
     return parser
 
 

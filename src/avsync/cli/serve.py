@@ -25,7 +25,7 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     from ..errors import UsageError
-    from ..apps.service.jobs import UnsupportedDatabase, parse_db_url
+    from ..apps.service.store import UnsupportedDatabase, parse_db_url
 
     if args.db is not None:
         try:  # before anything is created or imported

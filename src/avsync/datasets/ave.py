@@ -10,10 +10,10 @@ from __future__ import annotations
 import csv
 import os
 from dataclasses import dataclass
-from typing import Callable
 
 from ..errors import AvsyncError, UsageError
 from ..media.clips import trim
+from ..progress import Progress
 from .util import atomic_csv
 
 CSV_COLUMNS = ["Row", "Category", "VideoID", "Quality", "StartTime", "EndTime", "split"]
@@ -155,7 +155,7 @@ class TrimResult:
 
 
 def trim_events(events: list[AveEvent], video_dirs: list[str], out_dir: str,
-                progress: Callable[[int, int], None] | None = None) -> TrimResult:
+                progress: Progress | None = None) -> TrimResult:
     """Cut every event whose video is found in one of ``video_dirs``; missing videos are listed."""
     res = TrimResult([], [], [])
     todo = []
@@ -178,7 +178,7 @@ def trim_events(events: list[AveEvent], video_dirs: list[str], out_dir: str,
                 continue
         res.written.append((e, dst))
         if progress is not None:
-            progress(k + 1, len(todo))
+            progress("trim", k + 1, len(todo))
     return res
 
 

@@ -27,11 +27,11 @@ import hashlib
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 
 from ..errors import AvsyncError, UsageError
+from ..progress import Progress
 from .util import atomic_csv
 
 KINDS = ("time_shift", "noise", "mute", "distort")
@@ -456,7 +456,7 @@ class SynthResult:
 
 
 def synthesize(sources: list[Source], out_dir: str, metadata: str, opt: SynthOptions = SynthOptions(),
-               progress: Callable[[int, int], None] | None = None, resume: bool = False) -> SynthResult:
+               progress: Progress | None = None, resume: bool = False) -> SynthResult:
     """Plan, render (``opt.workers`` processes) and write the metadata CSV."""
     os.makedirs(out_dir, exist_ok=True)
     specs = plan(sources, opt, os.path.abspath(out_dir))
@@ -464,7 +464,7 @@ def synthesize(sources: list[Source], out_dir: str, metadata: str, opt: SynthOpt
     failed: dict[str, str] = {}
     done = len(specs) - len(todo)
     if progress is not None:
-        progress(done, len(specs))
+        progress("synth", done, len(specs))
     if opt.workers > 1 and len(todo) > 1:
         import multiprocessing as mp
 
@@ -474,7 +474,7 @@ def synthesize(sources: list[Source], out_dir: str, metadata: str, opt: SynthOpt
                 if err:
                     failed[sid] = err
                 if progress is not None:
-                    progress(done, len(specs))
+                    progress("synth", done, len(specs))
     else:
         for s in todo:
             sid, err = _render_job(s)
@@ -482,7 +482,7 @@ def synthesize(sources: list[Source], out_dir: str, metadata: str, opt: SynthOpt
             if err:
                 failed[sid] = err
             if progress is not None:
-                progress(done, len(specs))
+                progress("synth", done, len(specs))
     ok = [s for s in specs if s.sample_id not in failed]
     atomic_csv(metadata, COLUMNS, [s.row() for s in ok])
     return SynthResult(ok, sorted(failed.items()), metadata)

@@ -7,6 +7,7 @@ from contextlib import contextmanager
 
 from ..errors import UsageError
 from ..media.base import atomic_output
+from ..progress import CountLine
 
 
 @contextmanager
@@ -38,19 +39,6 @@ def atomic_write_bytes(dst: str, data: bytes) -> None:
         fh.write(data)
 
 
-def count_progress(label: str, enabled: bool):
-    """``progress(done, total)`` drawing ``label done/total`` on stderr."""
-    import sys
-
-    def cb(done: int, total: int) -> None:
-        if not enabled:
-            return
-        try:
-            sys.stderr.write(f"\r{label} {done}/{total}")
-            if done >= total:
-                sys.stderr.write("\n")
-            sys.stderr.flush()
-        except (OSError, ValueError):
-            pass
-
-    return cb
+def count_progress(label: str, enabled: bool) -> CountLine:
+    """A progress callback (:mod:`avsync.progress`) drawing ``label done/total`` on stderr."""
+    return CountLine(label, enabled)

@@ -2,17 +2,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
-
 from ..errors import NoAudio, NoVideo
 from ..media.base import AudioChunk, DecodeOptions, MediaInfo, MediaSource, VideoFrame
+from ..progress import Progress
 from .audio import MEL_BANDS, AudioFeatureExtractor, AudioFeatures
 from .prefetch import PREFETCH_DEPTH, Prefetch
 from .visual import VisualFeatureExtractor, VisualFeatures
-
-#: progress(done_seconds, total_seconds)
-Progress = Callable[[float, float], None]
-
 
 @dataclass
 class Features:
@@ -63,7 +58,7 @@ class FeatureBuilder:
         self._visual.add(item)
         if self.progress is not None and item.t - self._last >= 1.0:
             self._last = item.t
-            self.progress(item.t, self._total)
+            self.progress("decode", item.t, self._total)
 
     def finish(self) -> Features:
         """The features; :class:`NoAudio` / :class:`NoVideo` when nothing of a stream decoded."""
@@ -73,7 +68,7 @@ class FeatureBuilder:
         if visual is None:
             raise NoVideo("no decodable video frames", self.path)
         if self.progress is not None:
-            self.progress(self._total, self._total)
+            self.progress("decode", self._total, self._total)
         return Features(info=self.info, audio=audio, visual=visual)
 
 

@@ -158,7 +158,7 @@ def _fit_mlp(train, val, opt, inputs: str, name: str, progress):
         if stop.update(vl, net):
             break
         if progress is not None:
-            progress(ep + 1, opt.max_epochs)
+            progress("epoch", ep + 1, opt.max_epochs)
     return {"format": FORMAT, "model": name, "inputs": inputs, "names": _names(inputs, opt), "mean": torch.from_numpy(mu),
             "std": torch.from_numpy(sd), "state": stop.state, "config": {"in_dim": int(Xt.shape[1])},
             "classes": ["sync", "desync"], "val_loss": stop.best, "epochs": ep + 1}
@@ -260,7 +260,7 @@ def train_transformer(train, val, opt: TrainOptions, progress=None) -> dict:
         if stop.update(vl, net):
             break
         if progress is not None:
-            progress(ep + 1, opt.max_epochs)
+            progress("epoch", ep + 1, opt.max_epochs)
     return {"format": FORMAT, "model": "transformer", "inputs": "rich", "names": _names("rich", opt), "mean": torch.from_numpy(mu),
             "std": torch.from_numpy(sd), "state": stop.state,
             "config": {"in_dim": int(Xt.shape[1]), "d_model": 32, "heads": 2, "layers": 2,
@@ -280,7 +280,7 @@ def train_transformer_ensemble(train, val, opt: TrainOptions, progress=None, mem
         b = train_transformer(train, val, replace(opt, seed=opt.seed + k), None)
         bundles.append(b)
         if progress is not None:
-            progress(k + 1, members)
+            progress("member", k + 1, members)
     out = {"format": FORMAT, "model": "ensemble", "inputs": "rich", "members": bundles,
            "classes": list(FAULTS), "val_loss": float(np.mean([b["val_loss"] for b in bundles])),
            "epochs": int(sum(b["epochs"] for b in bundles))}

@@ -20,17 +20,20 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ...errors import UsageError
 from ...estimators.registry import available_methods
+from ...options import DetectOptions
 from ...timeline import TOLERANCE_NAMES
-from .jobs import open_job_store, remove_upload, run_job, run_sync
-from .uploads import UploadError, receive_upload
+from .store import open_job_store
+from .uploads import UploadError, receive_upload, remove_upload
+from .worker import monitor_options, run_job, run_sync
 
 
 @dataclass(frozen=True)
 class ServiceConfig:
     data_dir: str = "avsync-data"
     #: job database: a path or sqlite:///PATH (default: DATA_DIR/jobs.sqlite3); other schemes
-    #: (server databases) are refused with :class:`avsync.apps.service.jobs.UnsupportedDatabase`
+    #: (server databases) are refused with :class:`avsync.apps.service.store.UnsupportedDatabase`
     db: str | None = None
     max_upload_bytes: int = 512 * 1024 * 1024
     workers: int = 2
@@ -146,8 +149,8 @@ _UPLOAD_BODY = {
         "required": ["file"],
         "properties": {
             "file": {"type": "string", "format": "binary", "description": "the media file"},
-            "method": {"type": "string", "enum": available_methods(), "default": "auto"},
-            "tolerance": {"type": "string", "enum": TOLERANCE_NAMES, "default": "ebu-r37"},
+            "method": {"type": "string", "enum": available_methods(), "default": DetectOptions.method},
+            "tolerance": {"type": "string", "enum": TOLERANCE_NAMES, "default": DetectOptions.tolerance},
         },
     }}},
 }
@@ -209,13 +212,13 @@ def create_app(config: ServiceConfig = ServiceConfig()) -> FastAPI:
         return _error(503, "all workers are busy; retry later", {"Retry-After": str(config.retry_after_s)})
 
     def _options(fields: dict) -> dict:
-        method = fields.get("method") or "auto"
-        tol = fields.get("tolerance") or "ebu-r37"
-        if method not in available_methods():
-            raise UploadError(f"unknown method {method!r}; choose from {', '.join(available_methods())}", 422)
-        if tol not in TOLERANCE_NAMES:
-            raise UploadError(f"unknown tolerance {tol!r}; choose from {', '.join(TOLERANCE_NAMES)}", 422)
-        return {"method": method, "tolerance": tol}
+        """The analysis options of an upload form, checked by the one schema (:mod:`avsync.options`)."""
+        given = {k: fields[k] for k in ("method", "tolerance") if fields.get(k)}
+        try:
+            opts = DetectOptions.from_dict(given)
+        except UsageError as exc:
+            raise UploadError(str(exc), 422) from None
+        return {"method": opts.method, "tolerance": opts.tolerance}
 
     async def _receive(request: Request):
         up = await receive_upload(request, config.upload_dir, config.max_upload_bytes)
@@ -259,7 +262,8 @@ def create_app(config: ServiceConfig = ServiceConfig()) -> FastAPI:
 
     @app.post("/api/analyze", summary="Report with timeline, plot (base64 PNG) and segment labels",
               openapi_extra={"requestBody": _UPLOAD_BODY},
-              responses={200: {"description": "report + plot_png_base64 + segments (null without a classifier)",
+              responses={200: {"description": "report + plot_png_base64 + segments (the 1-s labels of `avsync "
+                                               "classify`, or {error} when the classifier cannot run)",
                                **_OBJ}, 413: _ERR, 415: _ERR, 422: _ERR, 503: _ERR})
     async def api_analyze(request: Request):
         return await _sync(request, analyze=True)
@@ -359,17 +363,23 @@ def create_app(config: ServiceConfig = ServiceConfig()) -> FastAPI:
         try:
             n = int(body.get("max_windows", 6))
             w = float(body.get("window_s", 5.0))
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             return _error(422, "max_windows and window_s must be numbers")
-        tol = body.get("tolerance", "ebu-r37")
-        if not (1 <= n <= config.max_monitor_windows) or not (1.0 <= w <= 60.0) or tol not in TOLERANCE_NAMES:
-            return _error(422, f"need 1 <= max_windows <= {config.max_monitor_windows}, 1 <= window_s <= 60 and a "
-                               "known tolerance")
+        if not (1 <= n <= config.max_monitor_windows) or not (1.0 <= w <= 60.0):
+            return _error(422, f"need 1 <= max_windows <= {config.max_monitor_windows} and 1 <= window_s <= 60")
+        job_options = {"url": url, "max_windows": n, "window_s": w}
+        if "tolerance" in body:
+            job_options["tolerance"] = body["tolerance"]
+        try:
+            opts = monitor_options(job_options)  # the one options schema (avsync.options)
+        except UsageError as exc:
+            return _error(422, str(exc))
+        job_options["tolerance"] = opts.tolerance
         try:
             pool().reserve()
         except Busy:
             return busy()
-        job = store.create("monitor", url, None, {"url": url, "max_windows": n, "window_s": w, "tolerance": tol})
+        job = store.create("monitor", url, None, job_options)
         pool().submit(run_job, store.url, job.id, on_crash=crashed(job.id))
         return JSONResponse(store.get(job.id).public(), status_code=202)
 

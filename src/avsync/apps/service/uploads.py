@@ -162,3 +162,15 @@ def _drop(state: dict, folder: str) -> None:
         except OSError:
             pass
     shutil.rmtree(folder, ignore_errors=True)
+
+
+def remove_upload(media_path: str) -> None:
+    """Delete an upload and its private folder."""
+    try:
+        os.unlink(media_path)
+    except OSError:
+        pass
+    try:
+        os.rmdir(os.path.dirname(media_path))
+    except OSError:
+        pass
