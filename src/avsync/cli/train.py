@@ -172,10 +172,11 @@ def _stderr_progress(args: argparse.Namespace, every: int):
         return None
     t = time.perf_counter()
 
-    def progress(stage, done, total, msg):
-        if stage == "features" and not (done == total or done % every == 0):
+    def progress(stage, done, total):
+        name, _, msg = stage.partition(" ")
+        if name == "features" and not (done == total or done % every == 0):
             return
-        print(f"train: {stage} {int(done)}/{int(total)} {msg} [{time.perf_counter() - t:.0f} s]",
+        print(f"train: {name} {int(done)}/{int(total)} {msg} [{time.perf_counter() - t:.0f} s]",
               file=sys.stderr, flush=True)
 
     return progress

@@ -19,8 +19,9 @@ import numpy as np
 from ..nn.fcn_io import Track, confidence_inputs, track_from_raw
 from .fcn_data import is_validation_group, load_or_extract, sample_pair, training_clips
 
-#: progress(stage, done, total, message)
-TrainProgress = Callable[[str, float, float, str], None]
+#: the progress protocol (avsync.progress): progress(stage, done, total); a stage may carry a
+#: message after its name ("train loss=0.41")
+TrainProgress = Callable[[str, float, float], None]
 
 
 @dataclass
@@ -79,12 +80,12 @@ def load_tracks(opts: TrainOptions, progress: TrainProgress | None = None,
             for i, f in enumerate(futs):
                 raws[i] = f.result()
                 if progress:
-                    progress("features", i + 1, len(items), "")
+                    progress("features", i + 1, len(items))
     else:
         for i, (p, _) in enumerate(items):
             raws[i] = _safe_load(p, opts.cache_dir)
             if progress:
-                progress("features", i + 1, len(items), "")
+                progress("features", i + 1, len(items))
     train, val = [], []
     for (p, g), raw in zip(items, raws):
         if raw is None:
@@ -305,11 +306,11 @@ def train(opts: TrainOptions, progress: TrainProgress | None = None,
                         "history": history}, ckpt + ".tmp")
             os.replace(ckpt + ".tmp", ckpt)
             if progress:
-                progress("train", step, opts.steps, " ".join(
-                    f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in rec.items()))
+                progress("train " + " ".join(
+                    f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in rec.items()), step, opts.steps)
         elif progress and time.perf_counter() - t_log > 10:
             t_log = time.perf_counter()
-            progress("train", step, opts.steps, f"loss={np.mean(run_loss[-50:]):.3f}")
+            progress(f"train loss={np.mean(run_loss[-50:]):.3f}", step, opts.steps)
     from ..nn.fcn import save
 
     model.eval()

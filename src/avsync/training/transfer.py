@@ -82,7 +82,7 @@ def load_tracks(opts: TransferOptions, progress: TrainProgress | None = None):
         except Exception:  # unusable clip (no audio, corrupt, no face): skipped
             tr = None
         if progress:
-            progress("features", i + 1, len(items), "")
+            progress("features", i + 1, len(items))
         if tr is None or len(tr) < 10 or tr.vmask.mean() < 0.5 or tr.amask.mean() < 0.5:
             continue
         (val if is_validation_group(g, opts.val_share) else train).append(tr)
@@ -146,7 +146,7 @@ def train(opts: TransferOptions, progress: TrainProgress | None = None, tracks=N
         losses.append(float(loss.detach()))
         if progress and (step == opts.steps or time.perf_counter() - t_log > 10):
             t_log = time.perf_counter()
-            progress("train", step, opts.steps, f"loss={np.mean(losses[-50:]):.3f}")
+            progress(f"train loss={np.mean(losses[-50:]):.3f}", step, opts.steps)
     acc = evaluate(model, val_tr, opts)
     model.eval()
     save_model(model, opts.out, {"options": asdict(opts), "n_train": len(train_tr), "n_val": len(val_tr),

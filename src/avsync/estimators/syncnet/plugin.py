@@ -27,7 +27,7 @@ from ...features import faces as facemod
 from ...media import open_media
 from ...media.base import MediaInfo
 from ...report import Report, Window
-from ...timeline import build_report, tolerance, window_spans
+from ...timeline import DEFAULT_TOLERANCE, build_report, tolerance, window_spans
 from ..base import Estimate, Estimator, LagProfile, register
 from .prep import FPS, SAMPLES_PER_FRAME, Timeline25, require_windows, windows_count
 
@@ -168,16 +168,12 @@ def run_file(path: str | os.PathLike, options: SyncNetOptions = SyncNetOptions()
     return result
 
 
-def _cb(progress):
-    return (lambda done, total: progress("decode", done, total)) if progress else None
-
-
 def _run_none(path, scorer, options, progress, timing) -> SyncNetResult:
     from .score import score_from_embeddings
 
     with open_media(path) as src:
         info = src.info
-        tl = Timeline25(src, colour=True, progress=_cb(progress))
+        tl = Timeline25(src, colour=True, progress=progress)
         stream = scorer.lip_stream()
         keep = []
         for k, img in tl:
@@ -215,7 +211,7 @@ def _run_faces(path, scorer, options, progress, timing) -> SyncNetResult:
     debug_crops: dict[int, list[np.ndarray]] = {i: [] for i in streams}
     with open_media(path) as src:
         info = src.info
-        tl = Timeline25(src, colour=True, progress=_cb(progress))
+        tl = Timeline25(src, colour=True, progress=progress)
         for k, img in tl:
             for i, tr in enumerate(scan.tracks):
                 box = tr.box_at(k)
@@ -348,7 +344,7 @@ def _timeline(res: SyncNetResult, window_s: float, hop_s: float) -> list[Window]
     return out
 
 
-def to_report(res: SyncNetResult, tolerance_name: str = "ebu-r37", window_s: float = 5.0, hop_s: float = 1.0,
+def to_report(res: SyncNetResult, tolerance_name: str = DEFAULT_TOLERANCE, window_s: float = 5.0, hop_s: float = 1.0,
               timeline: bool = True) -> Report:
     from .score import VSHIFT
 

@@ -24,7 +24,7 @@ RATE = 16000
 SAMPLES_PER_FRAME = RATE // FPS  # 640
 TICK = Fraction(1, FPS)
 
-#: progress(done_seconds, total_seconds)
+#: the progress protocol (avsync.progress): progress(stage, done, total)
 Progress = Callable[[float, float], None]
 
 
@@ -69,7 +69,7 @@ class Timeline25:
             prev = (rel, item.image)
             if self.progress is not None and item.t - last_report >= 1.0:
                 last_report = item.t
-                self.progress(item.t, total)
+                self.progress("decode", item.t, total)
         if prev is not None:  # the last picture lasts one native frame
             end = prev[0] + 1 / native
             while (k + Fraction(1, 2)) * TICK <= end:
