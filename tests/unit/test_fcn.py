@@ -163,8 +163,8 @@ def test_resume_continues_from_checkpoint(tmp_path):
     class Stop(Exception):
         pass
 
-    def interrupt(stage, done, total, msg):
-        if "step=3" in msg:
+    def interrupt(stage, done, total):
+        if "step=3" in stage:
             raise Stop  # killed right after the first checkpoint
 
     with pytest.raises(Stop):
