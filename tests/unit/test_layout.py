@@ -5,6 +5,7 @@ Read from the source text with ``ast``: nothing of the package is imported here.
 from __future__ import annotations
 
 import ast
+from functools import lru_cache
 from pathlib import Path
 
 import pytest
@@ -49,6 +50,7 @@ def _imports(mod: str, path: Path, known: set[str]) -> set[str]:
     return found
 
 
+@lru_cache(maxsize=1)
 def _graph() -> dict[str, set[str]]:
     mods = _modules()
     known = set(mods)
