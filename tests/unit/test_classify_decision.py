@@ -101,6 +101,20 @@ def test_a_uniformly_shifted_file_is_not_flagged_locally_but_by_the_whole_file_r
     assert D.flags(cues(off, [0.8] * 5, off, [0.8] * 5, 90.0, 0.9), D.OffsetRule(local=False))[0].all()
 
 
+def test_whole_file_rule_defers_to_the_windows_file_offset():
+    # a 3-s section at -380 ms wins the whole-file peak (confidently) while the confident
+    # windows agree the file sits at +40 ms: only the section is flagged, not every second
+    off = [40, 42, 38, 40, -380, -375, -385, 40, 41]
+    c = cues(off, [0.8] * 9, off, [0.7] * 9, whole_abs=384.0, whole_conf=0.8)
+    f, _ = D.flags(c, RULE)
+    assert f.tolist() == [False] * 4 + [True] * 3 + [False] * 2
+    # the windows agreeing with an out-of-tolerance file offset: every second
+    off2 = [-380.0] * 6
+    assert D.flags(cues(off2, [0.8] * 6, off2, [0.8] * 6, 384.0, 0.8), RULE)[0].all()
+    # no trustworthy window reference: the whole-file estimate alone decides
+    assert D.flags(cues(off, [0.3] * 9, off, [0.3] * 9, 384.0, 0.8), RULE)[0].all()
+
+
 def test_apply_only_adds_desync_and_names_time_shift():
     X = rich_rows([40, 40, 40, -360, 40], [0.8, 0.8, 0.8, 0.4, 0.8], [40, 40, 40, -350, 40], [0.8] * 3 + [0.3, 0.8])
     p = np.array([0.2, 0.9, 0.1, 0.1, 0.3])

@@ -17,7 +17,9 @@ directly, with its thresholds in the open (``OffsetRule``):
   no trustworthy reference to differ from).
 * **whole file**: when the core estimate over the whole file is out by more than
   ``tolerance_ms`` with a confidence of at least ``min_whole_confidence``, every second
-  that has audio is out of sync.
+  that has audio is out of sync; when the windows give a file offset (above), it must be
+  out by more than ``tolerance_ms`` as well (a shifted section can win the whole-file peak
+  while most of the file is in sync).
 
 Both rules can only turn ``sync`` into ``desync`` (they never clear a fault the model
 found).  A flagged second gets ``p_desync = max(p_desync, 0.5 + 0.5 * c)`` with ``c`` the
@@ -113,10 +115,16 @@ def flags(cues: RuleCues, rule: OffsetRule) -> tuple[np.ndarray, np.ndarray]:
     S = cues.offset_ms.size
     out = np.zeros(S, bool)
     strength = np.zeros(S)
-    if rule.whole and cues.whole_abs_ms > rule.tolerance_ms and cues.whole_conf >= rule.min_whole_confidence:
+    ref = reference_offset(cues, rule)
+    # a whole-file estimate can be captured by a shifted section (its peak is the section's
+    # lag); when the confident windows agree on the file's own offset, the whole-file rule
+    # needs that offset out of tolerance too
+    whole_out = cues.whole_abs_ms > rule.tolerance_ms and (ref is None or abs(ref) > rule.tolerance_ms)
+    if rule.whole and whole_out and cues.whole_conf >= rule.min_whole_confidence:
         out |= cues.has_audio
         strength[cues.has_audio] = cues.whole_conf
-    ref = reference_offset(cues, rule) if rule.local else None
+    if not rule.local:
+        ref = None
     if ref is not None:
         d3 = cues.offset_ms - ref
         ds = cues.short_offset_ms - ref
