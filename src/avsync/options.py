@@ -19,6 +19,9 @@ from .timeline import DEFAULT_TOLERANCE, TOLERANCE_NAMES
 CROPS = ("auto", "none")
 #: learned methods: exact (fp32), fast (reduced precision); syncnet also onnx (ONNX Runtime)
 PRECISIONS = ("exact", "fast", "onnx")
+#: syncnet's pictures: "jpeg" = the public reference's lossy round trip (ffmpeg's MJPEG encoder at its
+#: default rate control, read back by OpenCV), emulated in memory; "lossless" = the decoded pictures
+SYNCNET_FRAMES = ("jpeg", "lossless")
 
 
 def check_number(name: str, value, minimum: float = 0.0, strict: bool = True, whole: bool = False,
@@ -82,6 +85,11 @@ class DetectOptions:
     crop: str = "auto"
     #: "exact" or "fast" (reduced precision) for learned methods; syncnet also "onnx"
     precision: str = "exact"
+    #: syncnet with crop "none": "jpeg" gives the public reference code's numbers (its frames pass
+    #: through ffmpeg's MJPEG encoder and OpenCV's decoder; emulated in memory); "lossless" scores the
+    #: decoded pictures themselves (LSE-D about 1 higher with the example clip).  Crop "auto" always
+    #: scores lossless crops.
+    syncnet_frames: str = "jpeg"
     #: folder for debug pictures (learned lip methods: the face crops)
     debug_dir: str | None = None
     #: fcn: stack the learned estimate with the weight-free lips estimate (when the weights carry
@@ -104,6 +112,7 @@ class DetectOptions:
         _check_path("debug_dir", self.debug_dir)
         check_choice("crop", self.crop, CROPS)
         check_choice("precision", self.precision, PRECISIONS)
+        check_choice("syncnet_frames", self.syncnet_frames, SYNCNET_FRAMES)
 
     def to_dict(self) -> dict:
         """Every option, JSON-able (paths as strings)."""
@@ -125,5 +134,5 @@ class DetectOptions:
         return cls(**data)
 
 
-__all__ = ["CROPS", "DetectOptions", "PRECISIONS", "check_choice", "check_method", "check_number",
+__all__ = ["CROPS", "DetectOptions", "PRECISIONS", "SYNCNET_FRAMES", "check_choice", "check_method", "check_number",
            "check_tolerance"]

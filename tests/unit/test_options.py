@@ -32,6 +32,7 @@ def test_defaults():
     assert DEFAULT_TOLERANCE in TOLERANCE_NAMES
     assert (o.timeline, o.weights, o.crop, o.precision, o.debug_dir, o.fusion, o.threads) == \
         (True, None, "auto", "exact", None, True, None)
+    assert o.syncnet_frames == "jpeg"  # the public SyncNet code's pictures (issue 17)
     assert MonitorOptions().tolerance == DEFAULT_TOLERANCE
     from avsync.api import DetectOptions as re_exported
 
@@ -57,7 +58,7 @@ def test_good_numbers_are_kept_as_given():
 
 @pytest.mark.parametrize("field, value", [
     ("threads", 0), ("threads", 1.5), ("threads", "2"), ("crop", "face"), ("precision", "int4"),
-    ("precision", None), ("timeline", "yes"), ("fusion", 1), ("weights", 5), ("weights", ""), ("debug_dir", 3.0),
+    ("precision", None), ("syncnet_frames", "exact"), ("syncnet_frames", None), ("timeline", "yes"), ("fusion", 1), ("weights", 5), ("weights", ""), ("debug_dir", 3.0),
 ])
 def test_bad_fields(field, value):
     _usage(lambda: DetectOptions(**{field: value}), field)

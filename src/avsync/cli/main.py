@@ -20,7 +20,7 @@ import warnings
 
 from .. import __version__
 from ..errors import AvsyncError, CannotMeasure, UsageError
-from ..options import CROPS, PRECISIONS, DetectOptions
+from ..options import CROPS, PRECISIONS, SYNCNET_FRAMES, DetectOptions
 from .argtypes import ANALYSIS_OPTIONS, add_analysis_arguments, finite, given_options, number, positive
 
 PROG = "avsync"
@@ -104,7 +104,8 @@ def _options(args) -> DetectOptions:
     precision = _precision(args)
     if precision is not None:
         extra["precision"] = precision
-    return DetectOptions(**given_options(args, ANALYSIS_OPTIONS + ("weights", "crop", "debug_dir")), **extra)
+    return DetectOptions(**given_options(args, ANALYSIS_OPTIONS + ("weights", "crop", "debug_dir",
+                                                                "syncnet_frames")), **extra)
 
 
 def _precision(args) -> str | None:
@@ -291,6 +292,10 @@ def _analysis_parent() -> argparse.ArgumentParser:
     g.add_argument("--precision", metavar="P",
                    help=f"syncnet ({', '.join(PRECISIONS)}): exact (torch fp32, default), fast (= --fast, bfloat16), "
                         "onnx (ONNX Runtime fp32; needs the onnx extra)")
+    g.add_argument("--syncnet-frames", metavar="F",
+                   help=f"syncnet with --crop none ({' or '.join(SYNCNET_FRAMES)}): jpeg = the public reference's "
+                        "pictures (ffmpeg's MJPEG round trip at its default rate control, emulated in memory; "
+                        "its LSE-D/LSE-C, default); lossless = the decoded pictures themselves")
     g.add_argument("--debug-dir", metavar="DIR", help="syncnet: write a PNG of the face crops per input here")
     pg = p.add_mutually_exclusive_group()
     pg.add_argument("--progress", action="store_true", help="progress bar on stderr even when not a TTY")

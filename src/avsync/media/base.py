@@ -104,7 +104,9 @@ class DecodeOptions:
     #: CPU; the blocking it leaves is averaged away when frames shrink to ``max_side``
     fast_video: bool = True
     #: False: grey pictures (the luma plane, area-filtered); True or "bgr": colour in OpenCV's BGR
-    #: order (bicubic when scaled); "rgb": colour in RGB order (swscale's default filter)
+    #: order (bicubic when scaled); "rgb": colour in RGB order (swscale's default filter); "jpeg":
+    #: BGR after the SyncNet reference's JPEG round trip (ffmpeg's MJPEG encoder at its default rate
+    #: control, read back as OpenCV does: :mod:`avsync.media.jpeg`), every picture of the stream in order
     colour: bool | str = False
     #: audio sample format: "flt" (float32 in [-1, 1]), "fltp" (the same, planar before conversion)
     #: or "s16" (int16, as ffmpeg writes 16-bit PCM)

@@ -80,6 +80,8 @@ class Decoder:
         self._rate = options.audio_rate
         self._contexts: dict[str, tuple[str, object]] = {}  # kind -> (codec name, context)
         self._dtype = np.int16 if options.audio_format == "s16" else np.float32
+        self._jpeg = None  # colour "jpeg": the MJPEG round trip (its rate control spans the stream)
+        self._video_rate: tuple = (None, None)  # the video stream's (frame rate, sample aspect ratio)
 
     def reset_timeline(self) -> None:
         """Audio restarts at its next timestamp (after a gap or a discontinuity)."""
@@ -101,6 +103,8 @@ class Decoder:
         if audio is not None and not self.persistent:
             self._resampler = None
             self._rate = opts.audio_rate or audio.codec_context.sample_rate
+        if video is not None and self._video_rate[0] is None:
+            self._video_rate = (video.guessed_rate or video.average_rate, video.sample_aspect_ratio)
         limit = None if self.persistent else opts.max_duration_s
         first_t: float | None = None
         produced = False
@@ -157,6 +161,8 @@ class Decoder:
             t0, t1 = opts.video_span
             t = float(pts)
             if t < t0 - 1e-6 or (t1 is not None and t >= t1 - 1e-6):
+                if opts.colour == "jpeg":
+                    self._jpeg_bgr(frame)  # the rate control sees every picture, as ffmpeg's does
                 return None
         if self._size is None:
             self._size = analysis_size(frame.width, frame.height, opts.max_side)
@@ -165,6 +171,12 @@ class Decoder:
             img = grey_image(frame, self._size)
         elif opts.colour == "rgb":
             img = rgb_image(frame, self._size)
+        elif opts.colour == "jpeg":
+            img = self._jpeg_bgr(frame)
+            if (img.shape[1], img.shape[0]) != self._size:
+                import cv2
+
+                img = cv2.resize(img, self._size, interpolation=cv2.INTER_CUBIC)
         else:
             img = bgr_image(frame, self._size)
         extra = tuple(grey_image(frame, s) for s in self._extra_sizes)
@@ -173,6 +185,19 @@ class Decoder:
             img = rotate(img, rot)
             extra = tuple(rotate(x, rot) for x in extra)
         return VideoFrame(pts=pts, image=img, extra=extra)
+
+    def _jpeg_bgr(self, frame) -> np.ndarray:
+        """BGR after the SyncNet reference's JPEG round trip (:mod:`.jpeg`), at the picture's size."""
+        if self._jpeg is None:
+            from .jpeg import MjpegRoundTrip
+
+            self._jpeg = MjpegRoundTrip(*self._video_rate)
+        return self._jpeg.bgr(frame)
+
+    @property
+    def jpeg(self):
+        """The MJPEG round trip of colour "jpeg" (None before the first picture): its ``qscales``."""
+        return self._jpeg
 
     def sound(self, frame, pts: Fraction) -> Iterator[AudioChunk]:
         """The frame's samples, resampled, stamped on the exact audio clock (gaps filled)."""

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
 WEIGHTS_ENV = "AVSYNC_SYNCNET_WEIGHTS"
 CROPS = ("auto", "none")
+FRAMES = ("jpeg", "lossless")
 #: a timeline window needs at least this many 5-frame windows
 MIN_TIMELINE_WINDOWS = 10
 #: LSE-C at which the heuristic probability is 1/2 (not calibrated on real weights: see README)
@@ -50,6 +51,8 @@ class SyncNetOptions:
     weights: str | None = None
     crop: str = "auto"  # "auto": detect and track faces; "none": the pictures are face crops
     precision: str = "exact"  # "exact" (fp32), "fast" (bfloat16), "onnx" (ONNX Runtime fp32)
+    #: crop none: "jpeg" (the reference's MJPEG round trip, avsync.media.jpeg) or "lossless"
+    frames: str = "jpeg"
     detector: str = "hog"
     detect_every: int = 5
     debug_dir: str | None = None
@@ -92,6 +95,8 @@ class SyncNetResult:
     timing: dict = field(default_factory=dict)
     figures: dict = field(default_factory=dict)
     debug_png: str | None = None
+    #: how the scored pictures were made (:func:`_pictures`)
+    pictures: dict = field(default_factory=lambda: {"frames": "lossless"})
 
     @property
     def best(self) -> TrackResult | None:
@@ -112,6 +117,7 @@ class SyncNetEstimator(Estimator):
     def detect_file(self, path, options, progress=None):
         opts = SyncNetOptions(weights=resolve_weights(options.weights), crop=getattr(options, "crop", "auto"),
                               precision=getattr(options, "precision", "exact"),
+                              frames=getattr(options, "syncnet_frames", "jpeg"),
                               debug_dir=getattr(options, "debug_dir", None))
         res = run_file(path, opts, progress)
         return to_report(res, options.tolerance, options.window_s, options.hop_s, options.timeline)
@@ -149,6 +155,8 @@ def run_file(path: str | os.PathLike, options: SyncNetOptions = SyncNetOptions()
     """Score one file as the reference would, without writing anything."""
     if options.crop not in CROPS:
         raise UsageError(f"unknown crop mode {options.crop!r}; choose from {', '.join(CROPS)}")
+    if options.frames not in FRAMES:
+        raise UsageError(f"unknown syncnet frames {options.frames!r}; choose from {', '.join(FRAMES)}")
     path = os.fspath(path)
     scorer = get_scorer(options)  # weights problems first, before any decoding
     t_start = time.perf_counter()
@@ -173,7 +181,8 @@ def _run_none(path, scorer, options, progress, timing) -> SyncNetResult:
 
     with open_media(path) as src:
         info = src.info
-        tl = Timeline25(src, colour=True, progress=progress)
+        # "jpeg": every decoded picture through the reference's MJPEG round trip, in order
+        tl = Timeline25(src, colour="jpeg" if options.frames == "jpeg" else True, progress=progress)
         stream = scorer.lip_stream()
         keep = []
         for k, img in tl:
@@ -189,7 +198,7 @@ def _run_none(path, scorer, options, progress, timing) -> SyncNetResult:
     score = score_from_embeddings(lip[:n], aud)
     tr = TrackResult(0, tl.frames, score, audio_peak=_peak(audio[:(n + 5) * SAMPLES_PER_FRAME]))
     res = SyncNetResult(info=info, t0=float(tl.t0), frames=tl.frames, tracks=[tr], chosen=0, coverage=1.0,
-                        crop="none")
+                        crop="none", pictures=_pictures(options.frames))
     if options.debug_dir:
         res.debug_png = _debug_path(options.debug_dir, path)
         write_debug_png(res.debug_png, None, [], keep, f"{os.path.basename(path)}: crop none")
@@ -257,6 +266,16 @@ def _run_faces(path, scorer, options, progress, timing) -> SyncNetResult:
         else:
             write_debug_png(res.debug_png, None, [], [], f"{os.path.basename(path)}: no face track")
     return res
+
+
+def _pictures(frames: str) -> dict:
+    """What the JSON says about the scored pictures: lossless, or the JPEG round trip with the
+    libavcodec that encoded it and the FFmpeg version whose command line it follows."""
+    if frames != "jpeg":
+        return {"frames": "lossless"}
+    from ...media.jpeg import encoder_versions
+
+    return {"frames": "jpeg", **encoder_versions()}
 
 
 def _peak(samples: np.ndarray) -> int:
@@ -351,7 +370,7 @@ def to_report(res: SyncNetResult, tolerance_name: str = DEFAULT_TOLERANCE, windo
     info = res.info
     tol = tolerance(tolerance_name, info.video_fps)
     best = res.best
-    syncnet: dict = {"crop": res.crop, "face_coverage": round(res.coverage, 4), "frames_25fps": res.frames,
+    syncnet: dict = {"crop": res.crop, "pictures": res.pictures, "face_coverage": round(res.coverage, 4), "frames_25fps": res.frames,
                      "tracks": [t.to_dict(res.t0) for t in res.tracks], "chosen_track": res.chosen,
                      "timing": res.timing, "figures": res.figures}
     if best is None:
