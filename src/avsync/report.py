@@ -160,7 +160,15 @@ class Report:
             "verdict": self.verdict,
             "drift_ms_per_min": round(self.drift.ms_per_min, 3) if self.drift else None,
             "reason": self.reason,
+            **self._lse(),
         }
+
+    def _lse(self) -> dict:
+        """syncnet's LSE-D / LSE-C and its 25-fps frame offset (the rows' columns), when present."""
+        if "lse_d" not in self.extra:
+            return {}
+        return {"lse_d": self.extra.get("lse_d"), "lse_c": self.extra.get("lse_c"),
+                "offset_frames_25fps": (self.extra.get("syncnet") or {}).get("offset_frames_25fps")}
 
     def to_text(self) -> str:
         m = self.media
@@ -179,6 +187,15 @@ class Report:
             tol = self.tolerance
             extra = f" ({self.reason})" if self.reason else ""
             lines.append(f"  verdict   {verdict}{extra} against {tol.name} (+{tol.lead_ms:g}/-{tol.lag_ms:g} ms)")
+        lse = self._lse()
+        if lse.get("lse_d") is not None:
+            sync = self.extra.get("syncnet") or {}
+            pics = (sync.get("pictures") or {}).get("frames")
+            track = next((t for i, t in enumerate(sync.get("tracks") or []) if i == sync.get("chosen_track")), {})
+            lines.append(f"  LSE-D     {lse['lse_d']:.4f}   LSE-C {lse['lse_c']:.4f}   (SyncNet min dist / confidence)")
+            lines.append(f"  syncnet   AV offset {lse['offset_frames_25fps']:+d} frames: the reference's convention "
+                         f"(frames at 25 fps, + = audio leads; {track.get('windows', '?')} windows of 5 frames"
+                         f"{f', pictures {pics}' if pics else ''})")
         if self.drift is not None:
             lines.append(f"  drift     {self.drift.ms_per_min:+.2f} ms/min (r2 {self.drift.r2:.2f})")
         if len(self.windows) > 1:

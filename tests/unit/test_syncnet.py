@@ -210,6 +210,32 @@ def test_cli_syncnet_json_lines_and_csv(weights, tmp_path, capsys):
     assert not [p for p in os.listdir(tmp_path) if p.endswith(".part")]
     pngs = os.listdir(tmp_path / "dbg")
     assert sorted(pngs) == ["clip0.syncnet.png", "clip1.syncnet.png"]
+    # the human-readable output carries the same LSE-D / LSE-C and states the reference's convention
+    rc = main(["detect", clips[0], "--method", "syncnet", "--weights", str(weights), "--crop", "none"])
+    text, err = capsys.readouterr()
+    assert rc in (0, 1), err
+    d = docs[0]
+    assert f"LSE-D     {d['lse_d']:.4f}   LSE-C {d['lse_c']:.4f}" in text
+    assert f"AV offset {d['syncnet']['offset_frames_25fps']:+d} frames: the reference's convention" in text
+    assert "frames at 25 fps, + = audio leads" in text and "pictures jpeg" in text
+
+
+def test_rows_carry_lse_without_the_report(weights, tmp_path):
+    """Batch rows (JSON Lines, with or without the embedded report) and CSV cells: syncnet's numbers."""
+    from avsync.api import DetectOptions, detect
+    from avsync.report import ROW_FIELDS, csv_cells, result_row
+
+    c = tmp_path / "clip.mp4"
+    make_clip(c, duration_s=1.2, width=96, height=96, audio_rate=16000, seed=5)
+    rep = detect(str(c), DetectOptions(method="syncnet", weights=str(weights), crop="none"))
+    d = rep.to_dict()
+    row = result_row(str(c), rep, with_report=False)
+    assert (row["lse_d"], row["lse_c"], row["offset_frames_25fps"]) == \
+        (d["lse_d"], d["lse_c"], d["syncnet"]["offset_frames_25fps"])
+    cells = csv_cells(row)
+    assert set(cells) == set(ROW_FIELDS) and cells["lse_d"] == d["lse_d"] and cells["lse_c"] == d["lse_c"]
+    plain = result_row(str(c), detect(str(c), DetectOptions(method="motion")), with_report=False)
+    assert "lse_d" not in plain and csv_cells(plain)["lse_d"] == ""
 
 
 def test_default_detect_does_not_import_torch(tmp_path):
