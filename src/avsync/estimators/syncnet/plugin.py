@@ -2,7 +2,9 @@
 ``AVSYNC_SYNCNET_WEIGHTS``), reproducing the reference's offset, LSE-D and LSE-C
 (``shared/spec/syncnet-v2.md``), as a whole-file method.
 
-The pipeline, all in memory: decode on the reference's 25-fps timeline (:mod:`.prep`); find
+The pipeline, all in memory: decode on the reference's 25-fps timeline (:mod:`.prep`; with
+``crop none`` and frames "jpeg", every picture through the reference's MJPEG round trip,
+:mod:`avsync.media.jpeg`, so LSE-D / LSE-C are the public code's); find
 the face tracks in small grey pictures (:func:`scan_faces`, on :mod:`avsync.features.faces`),
 or take every picture as the crop (``crop none``); decode again in colour, cut each track's
 224x224 crops and embed them in batches while decoding; embed the audio's MFCC windows

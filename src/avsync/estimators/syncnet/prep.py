@@ -29,9 +29,12 @@ Progress = Callable[[float, float], None]
 
 
 class Timeline25:
-    """Iterate over ``(k, image)`` at 25 fps; afterwards ``audio()`` gives the aligned samples."""
+    """Iterate over ``(k, image)`` at 25 fps; afterwards ``audio()`` gives the aligned samples.
 
-    def __init__(self, source: MediaSource, colour: bool = True, max_side: int = 1 << 20,
+    ``colour``: False grey, True BGR, "jpeg" BGR after the reference's JPEG round trip (every
+    decoded picture encoded in order, before the 25-fps selection: :mod:`avsync.media.jpeg`)."""
+
+    def __init__(self, source: MediaSource, colour: bool | str = True, max_side: int = 1 << 20,
                  progress: Progress | None = None, max_duration_s: float | None = None, audio: bool = True):
         self.source = source
         self.want_audio = audio
