@@ -69,3 +69,15 @@ def _plane(frame, i):
 def test_encoder_versions_name_the_library():
     v = encoder_versions()
     assert v["follows_ffmpeg"] == "5.1" and v["libavcodec"].count(".") == 2 and isinstance(v["verified"], bool)
+
+
+@pytest.mark.parametrize("src, sampling", [("yuv420p", (0x22, 0x11)), ("yuv422p", (0x22, 0x12)),
+                                           ("yuv444p", (0x12, 0x12))])
+def test_chroma_subsampling_kept_as_ffmpeg_picks_it(src, sampling):
+    """ffmpeg's command line encodes 4:2:2 / 4:4:4 sources as yuvj422p / yuvj444p, not 4:2:0."""
+    img = np.random.default_rng(1).integers(16, 236, (32, 48, 3), dtype=np.uint8)
+    f = av.VideoFrame.from_ndarray(img, format="bgr24").reformat(format=src)
+    data = MjpegRoundTrip(25).encode(f)
+    sof = data.find(b"\xff\xc0")
+    # the luma and first chroma component's sampling factors (libavcodec's way of writing them)
+    assert sof > 0 and (data[sof + 11], data[sof + 14]) == sampling

@@ -6,12 +6,13 @@ The public SyncNet code extracts frames with ``ffmpeg -i CLIP -threads 1 -f imag
 several per cent (``shared/syncnet-reference/README.md``), so :class:`MjpegRoundTrip` does the same
 thing without files, one decoded picture after the other, in order:
 
-1. the decoded picture's planes, converted from limited to full range (yuv420p -> yuvj420p) with
-   the integer formulas of FFmpeg 5.1's libswscale (the reference's ffmpeg is 5.1.9; FFmpeg 8's
-   libswscale rounds differently on about a fifth of the samples), or passed through when the
-   picture already is full-range 4:2:0 (other pixel formats go through this FFmpeg's libswscale,
-   which is close but not bit-identical to 5.1's);
-2. libavcodec's MJPEG encoder as the ffmpeg command line sets it up: yuvj420p, the library
+1. the decoded picture's planes, converted from limited to full range (yuv420p -> yuvj420p, and
+   4:2:2 / 4:4:4 to yuvj422p / yuvj444p, as the command line picks) with the integer formulas of
+   FFmpeg 5.1's libswscale (the reference's ffmpeg is 5.1.9; FFmpeg 8's libswscale rounds
+   differently on about a fifth of the samples), or passed through when the picture already is
+   full range (other pixel formats go to yuvj420p through this FFmpeg's libswscale, which is close
+   but not bit-identical to 5.1's);
+2. libavcodec's MJPEG encoder as the ffmpeg command line sets it up: that yuvj format, the library
    defaults (200 kbit/s, quantiser 2..31, optimal Huffman tables), time base 1 / the stream's frame
    rate, the stream's sample aspect ratio (it goes into the JFIF header, whose size the rate
    control counts) and one thread.  The rate control carries over from picture to picture: the
@@ -63,6 +64,10 @@ def encoder_versions() -> dict:
             "follows_ffmpeg": FOLLOWS_FFMPEG, "verified": tuple(lib[:2]) == LIBAVCODEC_VERIFIED}
 
 
+#: 8-bit planar YUV -> the MJPEG encoder's pixel format that ffmpeg's command line picks for it
+_TARGET = {f"yuv{j}{s}p": f"yuvj{s}p" for s in ("420", "422", "444") for j in ("", "j")}
+
+
 def _plane(frame, i: int) -> np.ndarray:
     p = frame.planes[i]
     return np.frombuffer(p, np.uint8).reshape(p.height, p.line_size)[:, :p.width]
@@ -85,35 +90,38 @@ class MjpegRoundTrip:
         self.fps = Fraction(fps).limit_denominator(1001000) if fps else Fraction(25)
         self.sar = sar if sar and sar > 0 else Fraction(1, 1)
         self._enc = None
-        self._size: tuple[int, int] | None = None
+        self._size: tuple | None = None
         self.qscales: list[int | None] = []
 
-    def _encoder(self, width: int, height: int):
+    def _encoder(self, width: int, height: int, pix_fmt: str = "yuvj420p"):
         import av
 
-        if self._enc is None or self._size != (width, height):
+        if self._enc is None or self._size != (width, height, pix_fmt):
             if self._enc is not None:  # a new picture size (a new stream): flush the old encoder
                 self._enc.encode(None)
             enc = av.CodecContext.create("mjpeg", "w")
             enc.width, enc.height = width, height
-            enc.pix_fmt = "yuvj420p"
+            enc.pix_fmt = pix_fmt
             enc.time_base = 1 / self.fps
             enc.framerate = self.fps
             enc.bit_rate = BIT_RATE
             enc.sample_aspect_ratio = self.sar
             enc.thread_count = 1
-            self._enc, self._size = enc, (width, height)
+            self._enc, self._size = enc, (width, height, pix_fmt)
         return self._enc
 
     def full_range(self, frame):
-        """``frame`` as a yuvj420p PyAV frame, converted as the reference's ffmpeg 5.1 does."""
+        """``frame`` as the full-range PyAV frame the reference's ffmpeg 5.1 feeds its MJPEG encoder:
+        the yuvj format of the same chroma subsampling (4:2:0, 4:2:2 or 4:4:4), ranges converted
+        with 5.1's formulas; yuvj420p for anything else."""
         import av
 
         name = frame.format.name
-        full = name == "yuvj420p" or (name == "yuv420p" and frame.color_range == 2)  # AVCOL_RANGE_JPEG
-        if name not in ("yuv420p", "yuvj420p"):
+        target = _TARGET.get(name)
+        if target is None:
             return frame.reformat(format="yuvj420p")  # this FFmpeg's libswscale: close, not bit-exact to 5.1
-        out = av.VideoFrame(frame.width, frame.height, "yuvj420p")
+        full = name.startswith("yuvj") or frame.color_range == 2  # AVCOL_RANGE_JPEG
+        out = av.VideoFrame(frame.width, frame.height, target)
         for i, lut in enumerate((LUMA_TO_FULL, CHROMA_TO_FULL, CHROMA_TO_FULL)):
             src = _plane(frame, i)
             dst = _plane(out, i)
@@ -126,7 +134,7 @@ class MjpegRoundTrip:
     def encode(self, frame) -> bytes:
         """The JPEG file ffmpeg would write for ``frame`` (the next picture of the stream)."""
         pic = self.full_range(frame)
-        enc = self._encoder(pic.width, pic.height)
+        enc = self._encoder(pic.width, pic.height, pic.format.name)
         pic.pts = len(self.qscales)
         pic.time_base = enc.time_base
         packets = enc.encode(pic)
