@@ -12,6 +12,7 @@ Memory is bounded by what the consumer keeps: decoding buffers no more than one 
 """
 from __future__ import annotations
 
+import functools
 import os
 import re
 import tempfile
@@ -177,10 +178,56 @@ def open_container(path: str):
             raise CannotOpen("is a directory, not a media file", path)
         if os.path.getsize(path) == 0:
             raise CannotOpen("empty file (0 bytes)", path)
+        _refuse_indirect(path)
+        options = {"format_whitelist": _direct_formats()}
+    else:
+        options = {}
     try:
-        return av.open(path, metadata_errors="ignore")
+        return av.open(path, metadata_errors="ignore", container_options=options)
     except Exception as exc:  # av.error.* and OSError
         raise CannotOpen(f"cannot open as media ({short_reason(exc)})", path) from None
+
+
+#: demuxers that read other resources than the file itself (playlists, concat lists, network
+#: sessions, capture devices, filter graphs, file-name patterns): never used for a local file, so a
+#: file that holds a playlist cannot make FFmpeg fetch URLs or read other local files
+INDIRECT_FORMATS = frozenset({
+    "hls", "applehttp", "dash", "concat", "imf", "sdp", "rtp", "rtsp", "sap", "image2", "lavfi", "alsa", "oss",
+    "fbdev", "kmsgrab", "x11grab", "video4linux2", "v4l2", "webm_dash_manifest", "avfoundation", "dshow",
+    "gdigrab", "jack", "pulse", "openal", "android_camera", "decklink", "bluray", "libcdio", "dvdvideo", "srt_live",
+})
+
+
+@functools.lru_cache(maxsize=1)
+def _direct_formats() -> str:
+    """FFmpeg's ``format_whitelist`` for local files: every demuxer but :data:`INDIRECT_FORMATS`."""
+    import av
+
+    names: set[str] = set()
+    for f in av.formats_available:
+        try:
+            fmt = av.format.ContainerFormat(f, "r")
+        except Exception:
+            continue
+        names.update(n for n in (fmt.name or "").split(",") if n)
+    return ",".join(sorted(names - INDIRECT_FORMATS))
+
+
+_TEXT_HEADS = ((b"#EXTM3U", "an HLS playlist, not a media file"),
+               (b"ffconcat version", "a concat list, not a media file"))
+
+
+def _refuse_indirect(path: str) -> None:
+    """A local file that is a playlist or a list of other files is not media (nothing it names is read)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(256)
+    except OSError:
+        return  # av.open reports it
+    head = head.lstrip(b"\xef\xbb\xbf").lstrip()
+    for magic, reason in _TEXT_HEADS:
+        if head.startswith(magic):
+            raise CannotOpen(reason, path)
 
 
 @contextmanager

@@ -83,10 +83,8 @@ class FileSource(MediaSource):
             return int(rot) % 360
         if str(self.path).startswith(("http://", "https://")):
             return 0
-        import av
-
         try:
-            with av.open(self.path, metadata_errors="ignore") as peek:
+            with open_container(self.path) as peek:
                 stream = next((s for s in peek.streams.video if s.index == v.index), None)
                 if stream is None:
                     return 0

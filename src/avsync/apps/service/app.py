@@ -59,8 +59,13 @@ class ServiceConfig:
 
 def watch_parent(parent: int) -> None:
     """In each worker process: exit as soon as the server process is gone (killed with
-    -9 included), so no orphan keeps running; the restarted server resumes its jobs."""
+    -9 included), so no orphan keeps running; the restarted server resumes its jobs.
+    Uploads are media files: this process never opens a playlist that points elsewhere."""
     import time
+
+    from ...media import refuse_playlists
+
+    refuse_playlists()
 
     def watch():
         while True:
