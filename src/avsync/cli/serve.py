@@ -20,6 +20,25 @@ def register(subparsers) -> None:
                    help="jobs that may wait for a worker before new work gets 503 (default 8)")
     p.add_argument("--hls-allow", action="append", default=[], metavar="PREFIX",
                    help="allow POST /api/monitor for HLS URLs starting with PREFIX (repeatable; default none)")
+    p.add_argument("--job-deadline-s", type=float, default=1800.0, metavar="S",
+                   help="every job and /api/detect request ends within S seconds (default 1800)")
+    p.add_argument("--drain-s", type=float, default=3.0, metavar="S",
+                   help="on SIGTERM, running work gets S seconds to finish; unfinished jobs resume on the next "
+                        "start (default 3)")
+    p.add_argument("--upload-grace-s", type=float, default=10.0, metavar="S",
+                   help="a request body may start slowly for S seconds (default 10) ...")
+    p.add_argument("--upload-min-rate", type=float, default=32 * 1024, metavar="BYTES_PER_S",
+                   help="... then must arrive at this average rate or get 408 (default 32768)")
+    p.add_argument("--upload-max-s", type=float, default=900.0, metavar="S",
+                   help="a request body must be complete within S seconds (default 900)")
+    p.add_argument("--uploads-per-client", type=_positive_int, default=8, metavar="N",
+                   help="uploads one client address may send at once; more get 429 (default 8)")
+    p.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
+                   help="a host name clients use to reach this server (repeatable; localhost names and IP "
+                        "addresses are always served; '*' serves any: no DNS-rebinding protection)")
+    p.add_argument("--hls-allow-private", action="store_true",
+                   help="allow --hls-allow host names that resolve to loopback/private/link-local addresses "
+                        "(IP literals and localhost in a prefix are always allowed)")
     p.set_defaults(func=run)
 
 
@@ -40,11 +59,27 @@ def run(args) -> int:
         raise UsageError(f"serve needs the 'serve' extra: pip install 'avsync[serve]' ({exc})") from None
     if args.max_upload_mb <= 0 or args.queue < 0:
         raise UsageError("--max-upload-mb must be > 0 and --queue >= 0")
+    if not all(0 <= v < 1e9 for v in (args.upload_grace_s, args.upload_min_rate)) or not 0 < args.upload_max_s < 1e9:
+        raise UsageError("--upload-grace-s and --upload-min-rate must be >= 0, --upload-max-s > 0")
+    if not (0 < args.job_deadline_s < 1e9) or not (0 <= args.drain_s < 1e6):
+        raise UsageError("--job-deadline-s must be > 0 and --drain-s >= 0")
     for prefix in args.hls_allow:
         if not prefix.startswith(("http://", "https://")):
             raise UsageError(f"--hls-allow {prefix!r}: only http(s) URL prefixes")
+        from ..errors import AvsyncError
+        from ..media.hls import normalise_url
+
+        try:
+            normalise_url(prefix)
+        except AvsyncError as exc:
+            raise UsageError(f"--hls-allow {prefix!r}: {exc}") from None
     cfg = ServiceConfig(data_dir=args.data_dir, db=args.db, max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
-                        workers=args.workers, queue=args.queue, hls_allow=tuple(args.hls_allow))
+                        workers=args.workers, queue=args.queue, hls_allow=tuple(args.hls_allow),
+                        hls_allow_private=args.hls_allow_private, job_deadline_s=args.job_deadline_s,
+                        drain_s=args.drain_s, upload_grace_s=args.upload_grace_s,
+                        upload_min_rate=args.upload_min_rate, upload_max_s=args.upload_max_s,
+                        uploads_per_client=args.uploads_per_client,
+                        allowed_hosts=tuple(args.allowed_host) + ((args.host,) if args.host else ()))
     try:
         app = create_app(cfg)
     except (OSError, ValueError) as exc:
@@ -53,5 +88,7 @@ def run(args) -> int:
 
     sys.stderr.write(f"avsync serve: http://{args.host}:{args.port}/ (API docs at /docs; data in {args.data_dir})\n")
     sys.stderr.flush()
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    # SIGTERM: stop listening, give open requests and running work drain_s, then stop the workers
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning",
+                timeout_graceful_shutdown=max(1, int(round(args.drain_s))))
     return 0
