@@ -28,6 +28,10 @@ from ..errors import CannotOpen, NoAudio, NoVideo
 
 #: gaps in the audio timeline longer than this are filled with silence
 AUDIO_GAP_S = 0.02
+#: a stream's timestamps that jump ahead by more than this (or back by more than DISCONTINUITY_BACK_S)
+#: are a discontinuity, never a gap to fill: memory stays bounded whatever the timestamps say
+DISCONTINUITY_S = 60.0
+DISCONTINUITY_BACK_S = 1.0
 
 
 @dataclass(frozen=True)

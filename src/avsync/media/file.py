@@ -113,4 +113,7 @@ class FileSource(MediaSource):
         a = audio_stream(c) if options.audio else None
         if v is not None:
             configure_video(v, options)
-        yield from Decoder(options, self.path).walk(c, v, a)
+        dec = Decoder(options, self.path)
+        yield from dec.walk(c, v, a)
+        #: timestamp jumps met (the walk ended at the first): see :class:`~avsync.media.decode.Decoder`
+        self.discontinuities = dec.discontinuities
