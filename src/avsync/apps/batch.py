@@ -29,6 +29,7 @@ import glob
 import hashlib
 import json
 import os
+import stat
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -144,6 +145,9 @@ def input_key(path: str, options: DetectOptions) -> str:
     h = hashlib.sha256()
     h.update(options_key(options).encode())
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # a named pipe, device or socket: never opened
+            h.update(b"special:" + os.fsencode(os.path.abspath(path)))
+            return h.hexdigest()[:32]
         with open(path, "rb") as fh:
             h.update(b"content:")
             for block in iter(lambda: fh.read(1 << 20), b""):
@@ -354,8 +358,8 @@ def _run_local(todo, opts: dict, workers: int | None, record, threads: int | Non
         return
     budget = threads or thread_budget(n)
     ctx = multiprocessing.get_context("spawn")
-    with cf.ProcessPoolExecutor(max_workers=n, mp_context=ctx, initializer=limit_threads,
-                                initargs=(budget,)) as ex:
+    with cf.ProcessPoolExecutor(max_workers=n, mp_context=ctx, initializer=_worker_init,
+                                initargs=(budget, os.getpid())) as ex:
         futs = {ex.submit(process_one, p, k, opts, budget): (p, k) for p, k in todo}
         try:
             for f in cf.as_completed(futs):
@@ -369,6 +373,14 @@ def _run_local(todo, opts: dict, workers: int | None, record, threads: int | Non
             for f in futs:
                 f.cancel()
             raise
+
+
+def _worker_init(threads: int, parent: int) -> None:
+    """A local batch worker: its thread budget, and it dies with the batch (kill -9 included)."""
+    from .procs import watch_parent
+
+    watch_parent(parent)
+    limit_threads(threads)
 
 
 def dask_thread_budget(client) -> int:

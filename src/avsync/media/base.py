@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import os
 import re
+import stat
 import tempfile
 from abc import ABC, abstractmethod
 from contextlib import contextmanager
@@ -176,11 +177,19 @@ def open_container(path: str):
 
     path = os.fspath(path)
     if not str(path).startswith(("http://", "https://")):
-        if not os.path.exists(path):
-            raise CannotOpen("no such file", path)
-        if os.path.isdir(path):
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            raise CannotOpen("no such file", path) from None
+        except OSError as exc:
+            raise CannotOpen(f"cannot open ({exc.strerror or exc})", path) from None
+        if stat.S_ISDIR(st.st_mode):
             raise CannotOpen("is a directory, not a media file", path)
-        if os.path.getsize(path) == 0:
+        if not stat.S_ISREG(st.st_mode):  # opening a named pipe would wait for a writer forever
+            kind = ("a named pipe" if stat.S_ISFIFO(st.st_mode) else "a socket" if stat.S_ISSOCK(st.st_mode)
+                    else "a device" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) else "special")
+            raise CannotOpen(f"not a regular file ({kind})", path)
+        if st.st_size == 0:
             raise CannotOpen("empty file (0 bytes)", path)
         _refuse_indirect(path)
         options = {"format_whitelist": _direct_formats()}

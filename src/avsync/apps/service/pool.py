@@ -15,6 +15,8 @@ import signal
 import threading
 import time
 
+from ..procs import watch_parent
+
 
 class Busy(Exception):
     pass
@@ -32,33 +34,6 @@ class DeadlinePassed(Exception):
 
 class WorkerDied(Exception):
     """The worker process died under the task (out of memory, a crash in a codec, ...)."""
-
-
-def _die_with_parent() -> None:
-    """Linux: the kernel kills this process when its parent dies (the server killed with -9)."""
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
-    except Exception:
-        pass
-
-
-def watch_parent(parent: int) -> None:
-    """In a worker process: exit as soon as the process that started it is gone (the kernel's
-    parent-death signal where there is one, and a watcher thread everywhere)."""
-    _die_with_parent()
-    if os.getppid() != parent:
-        os._exit(0)
-
-    def watch():
-        while True:
-            if os.getppid() != parent:
-                os._exit(0)
-            time.sleep(0.5)
-
-    threading.Thread(target=watch, name="avsync-watch-parent", daemon=True).start()
 
 
 def _serve(conn, parent: int, initializer) -> None:  # the worker process's main loop
