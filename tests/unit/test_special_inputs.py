@@ -78,3 +78,34 @@ def test_monitor_keeps_segments_whose_timestamps_restart(tmp_path):
     assert any("timestamps jump" in e.data["reason"] for e in gaps), [e.data for e in gaps]
     assert len(windows) >= 3, [e.data for e in windows]  # both segments judged
     assert summary.stopped == "end"
+
+
+def test_identical_content_under_two_names_gets_two_rows(tmp_path):
+    """Issue 14: rows were keyed by content, so a copy under another name got no row of its own."""
+    import json
+    import shutil as sh
+
+    from avsync.apps.batch import BatchOptions, run_batch
+
+    d = tmp_path / "in"
+    d.mkdir()
+    make_sample(d / "a.mp4", duration_s=4.0, width=160, height=120)
+    sh.copy(d / "a.mp4", d / "b.mp4")
+    out = tmp_path / "rows.jsonl"
+    res = run_batch([str(d)], str(out), BatchOptions(workers=1))
+    rows = [json.loads(x) for x in out.read_text().splitlines()]
+    assert sorted(os.path.basename(r["input"]) for r in rows) == ["a.mp4", "b.mp4"]
+    assert rows[0]["key"] == rows[1]["key"] and rows[0]["offset_ms"] == rows[1]["offset_ms"]
+    assert {r["report"]["media"]["path"] for r in rows} == {str(d / "a.mp4"), str(d / "b.mp4")}
+    assert res.total == 2 and res.done == 2
+    assert rows[0]["elapsed_s"] == rows[1]["elapsed_s"]  # measured once, reused
+    # a third copy later: its own row, nothing measured again; a rerun skips all three
+    sh.copy(d / "a.mp4", d / "c.mp4")
+    res = run_batch([str(d)], str(out), BatchOptions(workers=1))
+    rows = [json.loads(x) for x in out.read_text().splitlines()]
+    assert sorted(os.path.basename(r["input"]) for r in rows) == ["a.mp4", "b.mp4", "c.mp4"]
+    assert res.done == 0  # nothing measured again
+    assert (res.skipped, res.reused) == (2, 1)
+    res = run_batch([str(d)], str(out), BatchOptions(workers=1))
+    assert (res.skipped, res.reused, res.done) == (3, 0, 0)
+    assert len(out.read_text().splitlines()) == 3

@@ -71,14 +71,15 @@ class BatchOptions:
 @dataclass
 class BatchResult:
     total: int = 0  # inputs found
-    skipped: int = 0  # already in the output
+    skipped: int = 0  # already in the output under this path
+    reused: int = 0  # same content (and options) as another input: its row copied under this path
     done: int = 0  # measured now (ok + error)
     errors: int = 0
     started: float = field(default_factory=time.monotonic)
 
     @property
     def todo(self) -> int:
-        return self.total - self.skipped
+        return self.total - self.skipped - self.reused
 
     @property
     def elapsed_s(self) -> float:
@@ -241,7 +242,8 @@ class _Output:
     def __init__(self, path: str, as_csv: bool):
         self.path = path
         self.csv = as_csv
-        self.rows: dict[str, dict] = {}
+        self.rows: dict[str, dict] = {}  # key -> a row with that key
+        self.inputs: set[tuple[str, str]] = set()  # (key, input) of every row
         lines = self._read()
         d = os.path.dirname(os.path.abspath(path))
         os.makedirs(d, exist_ok=True)
@@ -282,6 +284,7 @@ class _Output:
                     rows.append(r)
         for r in rows:
             self.rows[r["key"]] = r
+            self.inputs.add((r["key"], str(r.get("input") or "")))
         return rows
 
     def write(self, row: dict) -> None:
@@ -291,6 +294,7 @@ class _Output:
             self.fh.write(json.dumps(row, allow_nan=False) + "\n")
         self.fh.flush()
         self.rows[row["key"]] = row
+        self.inputs.add((row["key"], str(row.get("input") or "")))
 
     def close(self) -> None:
         self.fh.close()
@@ -311,12 +315,23 @@ def run_batch(inputs: Iterable[str], out: str, options: BatchOptions = BatchOpti
         opts["threads"] = options.threads
     try:
         todo = []
+        twins: dict[str, list[str]] = {}  # key -> further inputs with the same content: rows copied
+        reuse: list[str] = []
         for p in paths:
             key = input_key(p, options.detect)
             prev = output.rows.get(key)
-            if prev is not None and not (options.retry_errors and prev.get("status") == "error"):
-                res.skipped += 1
+            redo = prev is not None and options.retry_errors and prev.get("status") == "error"
+            if prev is not None and not redo:
+                if (key, p) in output.inputs:
+                    res.skipped += 1
+                else:  # the same content under another name: its own row, the measurement reused
+                    output.write(_as_input(prev, p))
+                    res.reused += 1
                 continue
+            if key in twins:
+                twins[key].append(p)
+                continue
+            twins[key] = []
             todo.append((p, key))
         todo.sort(key=lambda pk: -_size(pk[0]))  # largest first: no big straggler at the end
         res.started = time.monotonic()
@@ -324,9 +339,11 @@ def run_batch(inputs: Iterable[str], out: str, options: BatchOptions = BatchOpti
             progress("files", 0, res.todo)
 
         def record(row: dict) -> None:
-            output.write(row)
-            res.done += 1
-            res.errors += row.get("status") == "error"
+            rows = [row] + [_as_input(row, p) for p in twins.get(row.get("key"), [])]
+            for r in rows:
+                output.write(r)
+                res.done += 1
+                res.errors += r.get("status") == "error"
             if progress is not None:
                 progress("files", res.done, res.todo)
 
@@ -338,6 +355,23 @@ def run_batch(inputs: Iterable[str], out: str, options: BatchOptions = BatchOpti
     finally:
         output.close()
     return res
+
+
+def _as_input(row: dict, path: str) -> dict:
+    """``row`` (of an input with the same content) as the row of ``path``."""
+    out = {**row, "input": path}
+    if isinstance(out.get("report"), dict):
+        rep = dict(out["report"])
+        if isinstance(rep.get("media"), dict):
+            rep["media"] = {**rep["media"], "path": path}
+        if isinstance(rep.get("fix"), dict) and isinstance(row.get("report", {}).get("media"), dict):
+            old = row["report"]["media"].get("path")
+            rep["fix"] = {k: (v.replace(str(old), path) if isinstance(v, str) and old else v)
+                          for k, v in rep["fix"].items()}
+        out["report"] = rep
+    if isinstance(out.get("error"), str) and row.get("input"):
+        out["error"] = out["error"].replace(str(row["input"]), path)
+    return out
 
 
 def _size(path: str) -> int:
