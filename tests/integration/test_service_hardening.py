@@ -307,3 +307,20 @@ def test_stale_partial_uploads_are_removed_on_start(tmp_path):
     store.create("detect", "queued.mp4", str(up / f"{dead.pid}-job" / "queued.mp4"), {})
     create_app(_config(tmp_path))
     assert sorted(p.name for p in up.iterdir()) == [f"{dead.pid}-job"]
+
+
+# -- the job store on a database server ---------------------------------------------------------
+def test_jobs_run_on_the_postgres_store(tmp_path, postgres_server, small_ts):
+    url = postgres_server.new_database()
+    with TestClient(create_app(_config(tmp_path, db=url)), base_url=BASE) as c:
+        with open(small_ts, "rb") as fh:
+            r = c.post("/api/jobs", files={"file": ("a.ts", fh, "video/mp2t")}, data={"method": "motion"})
+        assert r.status_code == 202, r.text
+        j = _wait(c, r.json()["id"])
+        assert j["status"] == "done", j
+        rep = c.get(f"/api/jobs/{j['id']}/report").json()
+        assert rep["schema"] == "avsync.report/1" and rep["media"]["path"] == "a.ts"
+    from avsync.apps.service.store import open_job_store
+
+    assert open_job_store(url).get(j["id"]).status == "done"  # in the server's table, not a local file
+    assert not (tmp_path / "data" / "jobs.sqlite3").exists()

@@ -12,8 +12,9 @@ def register(subparsers) -> None:
     p.add_argument("--data-dir", default="avsync-data", metavar="DIR",
                    help="uploads, plots and the job database (default ./avsync-data)")
     p.add_argument("--db", metavar="PATH|URL", help="job database: a file path or sqlite:///PATH (sqlite:////ABS "
-                                                    "for an absolute path; default DATA_DIR/jobs.sqlite3); "
-                                                    "server databases are not supported yet")
+                                                    "for an absolute path; default DATA_DIR/jobs.sqlite3), or "
+                                                    "postgresql://USER:PASSWORD@HOST:PORT/DB (shared by several "
+                                                    "servers; needs psycopg)")
     p.add_argument("--max-upload-mb", type=float, default=512.0, metavar="MB", help="upload size limit (default 512)")
     p.add_argument("--workers", type=_positive_int, default=2, metavar="N", help="worker processes (default 2)")
     p.add_argument("--queue", type=int, default=8, metavar="N",
@@ -47,8 +48,11 @@ def run(args) -> int:
     from ..apps.service.store import UnsupportedDatabase, parse_db_url
 
     if args.db is not None:
-        try:  # before anything is created or imported
-            parse_db_url(args.db)
+        try:  # before anything is created or imported; a server database must answer
+            if parse_db_url(args.db)[0] != "sqlite":
+                from ..apps.service.store import open_job_store
+
+                open_job_store(args.db)
         except UnsupportedDatabase as exc:
             raise UsageError(f"--db: {exc}") from None
     try:

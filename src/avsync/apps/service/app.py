@@ -30,8 +30,8 @@ from .worker import monitor_options, run_job, run_sync
 @dataclass(frozen=True)
 class ServiceConfig:
     data_dir: str = "avsync-data"
-    #: job database: a path or sqlite:///PATH (default: DATA_DIR/jobs.sqlite3); other schemes
-    #: (server databases) are refused with :class:`avsync.apps.service.store.UnsupportedDatabase`
+    #: job database: a path or sqlite:///PATH (default: DATA_DIR/jobs.sqlite3), or postgresql://...;
+    #: other schemes are refused with :class:`avsync.apps.service.store.UnsupportedDatabase`
     db: str | None = None
     max_upload_bytes: int = 512 * 1024 * 1024
     workers: int = 2
@@ -105,9 +105,9 @@ _OBJ = {"content": {"application/json": {"schema": {"type": "object"}}}}
 
 
 def create_app(config: ServiceConfig = ServiceConfig()) -> FastAPI:
+    store = open_job_store(config.db_path)
     os.makedirs(config.upload_dir, exist_ok=True)
     os.makedirs(config.plot_dir, exist_ok=True)
-    store = open_job_store(config.db_path)
     state: dict = {}
     # partial uploads and request files of a server that was killed: nothing else will remove them
     clean_stale(config.upload_dir, {j.media_path for j in store.unfinished() if j.media_path})
