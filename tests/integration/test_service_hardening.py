@@ -324,3 +324,63 @@ def test_jobs_run_on_the_postgres_store(tmp_path, postgres_server, small_ts):
 
     assert open_job_store(url).get(j["id"]).status == "done"  # in the server's table, not a local file
     assert not (tmp_path / "data" / "jobs.sqlite3").exists()
+
+
+# -- access control ------------------------------------------------------------------------------
+K1, K2 = "key-one-0123456789abcdef", "key-two-0123456789abcdef"
+
+
+def test_api_keys_guard_every_endpoint_but_health_and_jobs_belong_to_their_key(tmp_path, small_ts):
+    with TestClient(create_app(_config(tmp_path, api_keys=(K1, K2), hls_allow=("http://127.0.0.1:9/",))),
+                    base_url=BASE) as c:
+        assert c.get("/api/health").status_code == 200
+        for method, path in (("post", "/api/detect"), ("post", "/api/analyze"), ("post", "/api/jobs"),
+                             ("post", "/api/monitor"), ("get", "/api/jobs/x"), ("get", "/api/jobs/x/report"),
+                             ("get", "/api/jobs/x/plot.png"), ("delete", "/api/jobs/x")):
+            r = getattr(c, method)(path)
+            assert r.status_code == 401 and "API key" in r.json()["error"], (method, path, r.status_code)
+            r = getattr(c, method)(path, headers={"X-API-Key": K1 + "x"})
+            assert r.status_code == 401, (method, path)
+        one = {"Authorization": f"Bearer {K1}"}
+        two = {"X-API-Key": K2}
+        with open(small_ts, "rb") as fh:
+            r = c.post("/api/jobs", files={"file": ("a.ts", fh, "video/mp2t")}, data={"method": "motion"},
+                       headers=one)
+        assert r.status_code == 202, r.text
+        jid = r.json()["id"]
+        assert _wait_with(c, jid, one)["status"] == "done"
+        assert c.get(f"/api/jobs/{jid}/report", headers=one).status_code == 200
+        for path in (f"/api/jobs/{jid}", f"/api/jobs/{jid}/report", f"/api/jobs/{jid}/plot.png"):
+            assert c.get(path, headers=two).status_code == 404, path  # another key's job does not exist
+        assert c.delete(f"/api/jobs/{jid}", headers=two).status_code == 404
+        assert c.delete(f"/api/jobs/{jid}", headers=one).status_code == 200
+
+
+def _wait_with(c, job_id: str, headers: dict, timeout: float = 60.0) -> dict:
+    deadline = time.monotonic() + timeout
+    j = None
+    while time.monotonic() < deadline:
+        j = c.get(f"/api/jobs/{job_id}", headers=headers).json()
+        if j.get("status") in ("done", "failed"):
+            return j
+        time.sleep(0.1)
+    raise AssertionError(j)
+
+
+def test_api_keys_from_options_file_and_environment(tmp_path):
+    from avsync.cli.serve import api_keys
+    from avsync.errors import UsageError
+
+    f = tmp_path / "keys.txt"
+    f.write_text(f"# team keys\n{K2}  # ci\n\n{K1}\n")
+    assert api_keys([K1], str(f), f"{K2}, key-three-0123456789") == [K1, K2, "key-three-0123456789"]
+    with pytest.raises(UsageError):
+        api_keys(["short"], None, None)
+
+
+def test_serve_beyond_localhost_needs_a_key(tmp_path, capsys):
+    from avsync.cli.main import main
+
+    rc = main(["serve", "--host", "0.0.0.0", "--data-dir", str(tmp_path / "d")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "API key" in err and not (tmp_path / "d").exists()

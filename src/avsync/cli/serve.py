@@ -1,13 +1,17 @@
 """``avsync serve``: the REST API (OpenAPI at /docs) and the web page at /."""
 from __future__ import annotations
 
+import os
+
 from .argtypes import count as _positive_int
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("serve", help="REST API and web page (needs the 'serve' extra)",
                               description="Serve the REST API (OpenAPI at /docs) and the upload page at /.")
-    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1: this machine only; beyond it an API key is "
+                        "required)")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--data-dir", default="avsync-data", metavar="DIR",
                    help="uploads, plots and the job database (default ./avsync-data)")
@@ -37,10 +41,51 @@ def register(subparsers) -> None:
     p.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
                    help="a host name clients use to reach this server (repeatable; localhost names and IP "
                         "addresses are always served; '*' serves any: no DNS-rebinding protection)")
+    p.add_argument("--api-key", action="append", default=[], metavar="KEY",
+                   help="require this API key on every endpoint but /api/health (repeatable; also "
+                        "--api-key-file and $AVSYNC_API_KEYS, comma-separated); jobs are visible only to their key")
+    p.add_argument("--api-key-file", metavar="PATH", help="API keys, one per line ('#' comments)")
+    p.add_argument("--no-auth", action="store_true",
+                   help="listen beyond localhost without API keys (anyone who reaches the port can use it)")
     p.add_argument("--hls-allow-private", action="store_true",
                    help="allow --hls-allow host names that resolve to loopback/private/link-local addresses "
                         "(IP literals and localhost in a prefix are always allowed)")
     p.set_defaults(func=run)
+
+
+def api_keys(given: list[str], path: str | None, env: str | None) -> list[str]:
+    """The API keys of --api-key, --api-key-file (one per line, '#' comments) and $AVSYNC_API_KEYS
+    (comma- or space-separated), in that order, without repeats."""
+    from ..errors import UsageError
+
+    keys = [k.strip() for k in given]
+    if path:
+        try:
+            with open(path, encoding="utf-8") as fh:
+                keys += [ln.split("#", 1)[0].strip() for ln in fh]
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"--api-key-file {path}: cannot read ({getattr(exc, 'strerror', None) or exc})") \
+                from None
+    if env:
+        keys += env.replace(",", " ").split()
+    out: list[str] = []
+    for k in keys:
+        if k and k not in out:
+            if len(k) < 16 or any(ord(c) < 33 or ord(c) > 126 for c in k):
+                raise UsageError("an API key must be at least 16 printable characters without spaces")
+            out.append(k)
+    return out
+
+
+def _loopback(host: str) -> bool:
+    import ipaddress
+
+    if host in ("localhost", "") or host.endswith(".localhost"):
+        return host != ""
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def run(args) -> int:
@@ -77,13 +122,18 @@ def run(args) -> int:
             normalise_url(prefix)
         except AvsyncError as exc:
             raise UsageError(f"--hls-allow {prefix!r}: {exc}") from None
+    keys = api_keys(args.api_key, args.api_key_file, os.environ.get("AVSYNC_API_KEYS"))
+    if not keys and not args.no_auth and not _loopback(args.host):
+        raise UsageError(f"--host {args.host}: listening beyond this machine needs an API key (--api-key, "
+                         "--api-key-file or $AVSYNC_API_KEYS), or --no-auth")
     cfg = ServiceConfig(data_dir=args.data_dir, db=args.db, max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
                         workers=args.workers, queue=args.queue, hls_allow=tuple(args.hls_allow),
                         hls_allow_private=args.hls_allow_private, job_deadline_s=args.job_deadline_s,
                         drain_s=args.drain_s, upload_grace_s=args.upload_grace_s,
                         upload_min_rate=args.upload_min_rate, upload_max_s=args.upload_max_s,
                         uploads_per_client=args.uploads_per_client,
-                        allowed_hosts=tuple(args.allowed_host) + ((args.host,) if args.host else ()))
+                        allowed_hosts=tuple(args.allowed_host) + ((args.host,) if args.host else ()),
+                        api_keys=tuple(keys))
     try:
         app = create_app(cfg)
     except (OSError, ValueError) as exc:

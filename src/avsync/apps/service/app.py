@@ -8,6 +8,8 @@ except HLS monitoring of URLs under the operator's allow-list (``hls_allow``).
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import os
 from dataclasses import dataclass, field
 from importlib import resources
@@ -61,6 +63,9 @@ class ServiceConfig:
     allowed_hosts: tuple[str, ...] = ()
     #: the largest JSON body (POST /api/monitor)
     max_json_bytes: int = 64 * 1024
+    #: API keys: when given, every /api/ endpoint but /api/health needs one (``Authorization: Bearer
+    #: KEY`` or ``X-API-Key: KEY``) and a job is visible only with the key that created it
+    api_keys: tuple[str, ...] = ()
 
     @property
     def db_path(self) -> str:
@@ -177,6 +182,35 @@ def create_app(config: ServiceConfig = ServiceConfig()) -> FastAPI:
         if not host_ok(request.headers.get("host", "")):
             return _error(421, "unknown Host header: this server answers to localhost, IP addresses and the "
                                "names given with --allowed-host")
+        return await call_next(request)
+
+    keys = [k for k in config.api_keys if k]
+
+    def key_of(request: Request) -> str | None:
+        """The request's valid API key (None: none or a wrong one)."""
+        auth = request.headers.get("authorization", "")
+        given = auth[7:].strip() if auth[:7].lower() == "bearer " else request.headers.get("x-api-key", "").strip()
+        if not given:
+            return None
+        match = None
+        for k in keys:  # compare with every key, in constant time
+            if hmac.compare_digest(given.encode(), k.encode()):
+                match = k
+        return match
+
+    def owner_of(request: Request) -> str | None:
+        key = getattr(request.state, "api_key", None)
+        return None if key is None else hashlib.sha256(key.encode()).hexdigest()[:24]
+
+    @app.middleware("http")
+    async def _auth(request: Request, call_next):
+        path = request.url.path
+        if keys and path.startswith("/api/") and path != "/api/health":
+            key = key_of(request)
+            if key is None:
+                return _error(401, "an API key is needed (Authorization: Bearer KEY, or X-API-Key: KEY)",
+                              {"WWW-Authenticate": "Bearer"})
+            request.state.api_key = key
         return await call_next(request)
 
     @app.exception_handler(StarletteHTTPException)
@@ -312,7 +346,7 @@ def create_app(config: ServiceConfig = ServiceConfig()) -> FastAPI:
             pool().release()
             return _error(exc.status, exc.message)
         try:
-            job = store.create("detect", up.name, up.path, opts)
+            job = store.create("detect", up.name, up.path, opts, owner=owner_of(request))
             store.update(job.id, plot_path=os.path.join(config.plot_dir, f"{job.id}.png"))
             start_job(job.id)
         except Exception:
@@ -321,22 +355,24 @@ def create_app(config: ServiceConfig = ServiceConfig()) -> FastAPI:
         return JSONResponse(store.get(job.id).public(), status_code=202,
                             headers={"Location": f"/api/jobs/{job.id}"})
 
-    def _job(job_id: str):
+    def _job(job_id: str, request: Request):
         job = store.get(job_id) if len(job_id) <= 64 else None
+        if job is not None and keys and job.owner != owner_of(request):
+            job = None  # another key's job: as if it did not exist
         if job is None:
             return None, _error(404, f"no job {job_id[:64]!r}")
         return job, None
 
     @app.get("/api/jobs/{job_id}", summary="Job status and progress",
              responses={200: {"description": "the job", **_OBJ}, 404: _ERR})
-    async def api_job(job_id: str):
-        job, err = _job(job_id)
+    async def api_job(job_id: str, request: Request):
+        job, err = _job(job_id, request)
         return err or JSONResponse(job.public())
 
     @app.get("/api/jobs/{job_id}/report", summary="The finished job's report",
              responses={200: {"description": "the report", **_OBJ}, 404: _ERR, 409: _ERR, 422: _ERR})
-    async def api_job_report(job_id: str):
-        job, err = _job(job_id)
+    async def api_job_report(job_id: str, request: Request):
+        job, err = _job(job_id, request)
         if err:
             return err
         if job.status == "failed":
@@ -347,8 +383,8 @@ def create_app(config: ServiceConfig = ServiceConfig()) -> FastAPI:
 
     @app.get("/api/jobs/{job_id}/plot.png", summary="The finished job's timeline plot",
              responses={200: {"description": "PNG", "content": {"image/png": {}}}, 404: _ERR, 409: _ERR})
-    async def api_job_plot(job_id: str):
-        job, err = _job(job_id)
+    async def api_job_plot(job_id: str, request: Request):
+        job, err = _job(job_id, request)
         if err:
             return err
         if job.status != "done" or not job.plot_path or not os.path.isfile(job.plot_path):
@@ -357,8 +393,8 @@ def create_app(config: ServiceConfig = ServiceConfig()) -> FastAPI:
 
     @app.delete("/api/jobs/{job_id}", summary="Delete a job, its upload and its plot",
                 responses={200: {"description": "deleted", **_OBJ}, 404: _ERR})
-    async def api_job_delete(job_id: str):
-        job, err = _job(job_id)
+    async def api_job_delete(job_id: str, request: Request):
+        job, err = _job(job_id, request)
         if err:
             return err
         store.delete(job_id)
@@ -437,7 +473,7 @@ def create_app(config: ServiceConfig = ServiceConfig()) -> FastAPI:
             pool().reserve()
         except Busy:
             return busy()
-        job = store.create("monitor", url, None, job_options)
+        job = store.create("monitor", url, None, job_options, owner=owner_of(request))
         start_job(job.id)
         return JSONResponse(store.get(job.id).public(), status_code=202)
 

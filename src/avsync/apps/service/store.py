@@ -47,7 +47,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     plot_path TEXT,
     attempts INTEGER NOT NULL DEFAULT 0,
     created REAL NOT NULL,
-    updated REAL NOT NULL
+    updated REAL NOT NULL,
+    owner TEXT
 )
 """
 
@@ -61,7 +62,7 @@ _POSTGRES_SCHEMES = ("postgresql", "postgres", "postgresql+psycopg", "postgresql
 
 #: the columns a job update may set
 COLUMNS = ("kind", "status", "progress", "stage", "name", "media_path", "options", "report", "error", "plot_path",
-           "attempts", "created", "updated")
+           "attempts", "created", "updated", "owner")
 
 
 def redact(url: str) -> str:
@@ -140,6 +141,8 @@ class Job:
     attempts: int
     created: float
     updated: float
+    #: who created it (a fingerprint of its API key; None without keys): only they see it
+    owner: str | None = None
 
     def public(self) -> dict:
         """What ``GET /api/jobs/{id}`` shows (no server paths)."""
@@ -162,7 +165,7 @@ class JobStoreBase(ABC):
 
     @abstractmethod
     def create(self, kind: str, name: str | None, media_path: str | None, options: dict,
-               plot_path: str | None = None, job_id: str | None = None) -> Job: ...
+               plot_path: str | None = None, job_id: str | None = None, owner: str | None = None) -> Job: ...
 
     @abstractmethod
     def get(self, job_id: str) -> Job | None: ...
@@ -214,6 +217,11 @@ class SQLiteJobStore(JobStoreBase):
         with self._conn() as c:
             c.execute("PRAGMA journal_mode=WAL")
             c.execute(_SCHEMA)
+            if "owner" not in {r[1] for r in c.execute("PRAGMA table_info(jobs)")}:  # a store of an older version
+                try:
+                    c.execute("ALTER TABLE jobs ADD COLUMN owner TEXT")
+                except sqlite3.OperationalError:  # another process added it just now
+                    pass
 
     @contextmanager
     def _conn(self):
@@ -225,13 +233,13 @@ class SQLiteJobStore(JobStoreBase):
             c.close()
 
     def create(self, kind: str, name: str | None, media_path: str | None, options: dict,
-               plot_path: str | None = None, job_id: str | None = None) -> Job:
+               plot_path: str | None = None, job_id: str | None = None, owner: str | None = None) -> Job:
         now = time.time()
         jid = job_id or uuid.uuid4().hex
         with self._lock, self._conn() as c:
             c.execute("INSERT INTO jobs (id, kind, status, progress, name, media_path, options, plot_path, created,"
-                      " updated) VALUES (?, ?, 'queued', 0, ?, ?, ?, ?, ?, ?)",
-                      (jid, kind, name, media_path, json.dumps(options), plot_path, now, now))
+                      " updated, owner) VALUES (?, ?, 'queued', 0, ?, ?, ?, ?, ?, ?, ?)",
+                      (jid, kind, name, media_path, json.dumps(options), plot_path, now, now, owner))
         return self.get(jid)
 
     def get(self, job_id: str) -> Job | None:
@@ -307,11 +315,12 @@ CREATE TABLE IF NOT EXISTS avsync_jobs (
     plot_path TEXT,
     attempts INTEGER NOT NULL DEFAULT 0,
     created DOUBLE PRECISION NOT NULL,
-    updated DOUBLE PRECISION NOT NULL
+    updated DOUBLE PRECISION NOT NULL,
+    owner TEXT
 )
 """
 _PG_FIELDS = "id, kind, status, progress, stage, name, media_path, options, report, error, plot_path, attempts, " \
-             "created, updated"
+             "created, updated, owner"
 
 
 class PostgresJobStore(JobStoreBase):
@@ -333,6 +342,7 @@ class PostgresJobStore(JobStoreBase):
                 # one process creates the table; the others wait (CREATE ... IF NOT EXISTS can race)
                 c.execute("SELECT pg_advisory_xact_lock(7411301)")
                 c.execute(_PG_SCHEMA)
+                c.execute("ALTER TABLE avsync_jobs ADD COLUMN IF NOT EXISTS owner TEXT")
         except UnsupportedDatabase:
             raise
         except Exception as exc:
@@ -362,20 +372,20 @@ class PostgresJobStore(JobStoreBase):
         if row is None:
             return None
         (jid, kind, status, progress, stage, name, media_path, options, report, error, plot_path, attempts,
-         created, updated) = row
+         created, updated, owner) = row
         return Job(jid, kind, status, float(progress), stage, name, media_path, json.loads(options or "{}"),
                    json.loads(report) if report else None, error, plot_path, int(attempts), float(created),
-                   float(updated))
+                   float(updated), owner)
 
     def create(self, kind: str, name: str | None, media_path: str | None, options: dict,
-               plot_path: str | None = None, job_id: str | None = None) -> Job:
+               plot_path: str | None = None, job_id: str | None = None, owner: str | None = None) -> Job:
         now = time.time()
         jid = job_id or uuid.uuid4().hex
         with self._conn() as c:
             row = c.execute(f"INSERT INTO avsync_jobs (id, kind, status, progress, name, media_path, options, "
-                            f"plot_path, created, updated) VALUES (%s, %s, 'queued', 0, %s, %s, %s, %s, %s, %s) "
-                            f"RETURNING {_PG_FIELDS}",
-                            (jid, kind, name, media_path, json.dumps(options), plot_path, now, now)).fetchone()
+                            f"plot_path, created, updated, owner) VALUES (%s, %s, 'queued', 0, %s, %s, %s, %s, %s, "
+                            f"%s, %s) RETURNING {_PG_FIELDS}",
+                            (jid, kind, name, media_path, json.dumps(options), plot_path, now, now, owner)).fetchone()
         return self._job(row)
 
     def get(self, job_id: str) -> Job | None:
