@@ -101,7 +101,8 @@ class Summary:
         if self.service:
             s = self.service
             out.append(f"serve: {s['served_during_slow']}/{s['tried_during_slow']} uploads answered while 3 slow "
-                       f"clients held connections (slow ones answered {s['slow_status']}); canary server saw "
+                       f"clients held connections, then {s.get('concurrent_answered', 0)}/{s.get('concurrent', 0)} "
+                       f"concurrent ones beside 3 more (slow ones answered {s['slow_status']}); canary server saw "
                        f"{s['canary_connections']} connection(s) from {s['playlists']} uploaded playlists")
         bad = [o for o in d if o.traceback or o.hang or o.wrong_exit or o.over_memory]
         for o in bad[:20]:
@@ -118,7 +119,8 @@ class Summary:
         if self.service:
             s = self.service
             n += s["tracebacks"] + s["hangs"] + s["server_errors"] + s["canary_connections"]
-            n += int(s["served_during_slow"] == 0)
+            n += int(s["served_during_slow"] < s["tried_during_slow"])
+            n += s.get("concurrent", 0) - s.get("concurrent_answered", 0)
         return n
 
     def to_dict(self) -> dict:
@@ -320,13 +322,15 @@ def _slow_client(port: int) -> socket.socket:
 
 
 def run_service_check(items: list[tuple[Path, str]], work: Path, timeout_s: float) -> dict:
-    res = {"uploads": 0, "tracebacks": 0, "hangs": 0, "server_errors": 0, "served_during_slow": 0,
+    res = {"uploads": 0, "tracebacks": 0, "hangs": 0, "server_errors": 0, "served_during_slow": 0, "concurrent": 0,
+           "concurrent_answered": 0,
            "tried_during_slow": 0, "slow_status": [], "canary_connections": 0, "playlists": 0}
     port = _free_port()
     data = work / "serve-data"
     log = open(work / "serve.log", "wb")
     proc = subprocess.Popen([sys.executable, "-m", "avsync", "serve", "--port", str(port), "--data-dir", str(data),
                              "--workers", "2", "--queue", "4", "--upload-grace-s", "3", "--upload-min-rate", "4096",
+                             "--uploads-per-client", "64",  # every client of this run is on 127.0.0.1
                              "--job-deadline-s", str(timeout_s)], stdout=log, stderr=subprocess.STDOUT, env=_env(),
                             start_new_session=True)
     canary = _Canary()
@@ -366,6 +370,30 @@ def run_service_check(items: list[tuple[Path, str]], work: Path, timeout_s: floa
             if status is not None and status >= 500:
                 res["server_errors"] += 1
             res["tracebacks"] += int("Traceback" in text)
+        # then 30 concurrent uploads (503s retried) beside three new slow clients: all must be answered
+        slow2 = [_slow_client(port) for _ in range(3)]
+        good = next((p for p, k in items if k == "fuzz" and p.is_file() and "flip8" in p.name),
+                    next(p for p, k in items if p.is_file()))
+
+        def one(_):
+            end = time.monotonic() + timeout_s * 4
+            while True:
+                st, tx = _upload(port, good, good.name, timeout_s)
+                if st == 503 and time.monotonic() < end:
+                    time.sleep(0.3)
+                    continue
+                return st, tx
+
+        import concurrent.futures
+
+        with concurrent.futures.ThreadPoolExecutor(30) as ex:
+            got = list(ex.map(one, range(30)))
+        res["concurrent"] = len(got)
+        res["concurrent_answered"] = sum(st is not None and st < 500 for st, _ in got)
+        res["server_errors"] += sum(st is not None and st >= 500 for st, _ in got)
+        res["hangs"] += sum(st is None for st, _ in got)
+        res["tracebacks"] += sum("Traceback" in tx for _, tx in got)
+        slow += slow2
         for s in slow:
             try:
                 s.settimeout(10)
