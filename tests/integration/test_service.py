@@ -187,6 +187,28 @@ def _looped(src: Path, dst: Path, seconds: float) -> Path:
     return dst
 
 
+def _children(pid: int) -> list[int]:
+    out = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as fh:
+                    st = fh.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(st[1]) == pid and st[0] != "Z":
+                out.append(int(d))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def test_kill_9_during_a_job_then_restart_resumes_it(tmp_path, speech_clip):
     long_clip = _looped(speech_clip, tmp_path / "long.mkv", 90)
     data = tmp_path / "data"
@@ -204,12 +226,21 @@ def test_kill_9_during_a_job_then_restart_resumes_it(tmp_path, speech_clip):
                 break
             time.sleep(0.2)
         assert j["status"] == "running", j
+        kids = _children(srv.proc.pid)
+        assert kids
         os.kill(srv.proc.pid, signal.SIGKILL)  # the server only; its worker notices and stops
         srv.proc.wait(10)
+        end = time.monotonic() + 5
+        while time.monotonic() < end and any(_alive(k) for k in kids):
+            time.sleep(0.1)
+        assert not [k for k in kids if _alive(k)], "worker processes outlived the server"
     finally:
         srv.stop()
+    (data / "uploads" / "999999999-stale").mkdir(parents=True)  # a partial upload of a killed server
+    (data / "uploads" / "999999999-stale" / ".part").write_bytes(b"x" * 1000)
     time.sleep(1.5)
     srv2 = Server(data, "--workers", "1").start()
+    assert not (data / "uploads" / "999999999-stale").exists()
     try:
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline:
