@@ -6,6 +6,7 @@ are skipped, with the reason, when that folder is absent.
 """
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -80,3 +81,19 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A PostgreSQL server for the store tests ($AVSYNC_TEST_POSTGRES, or a throwaway one);
+    skips, saying why, only when none can be started."""
+    from pg_helpers import PgServer
+
+    server = PgServer()
+    try:
+        server.start()
+    except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+        server.stop()
+        pytest.skip(f"no PostgreSQL server for the store tests: {exc}")
+    yield server
+    server.stop()

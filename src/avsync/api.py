@@ -123,9 +123,27 @@ def detect(path: str | os.PathLike, options: DetectOptions = DetectOptions(),
     with open_media(path) as src:
         faces = "off" if options.method == "motion" else "auto"
         feats = extract_features(src, faces=faces, progress=progress, trajectories=learned, threads=options.threads)
+        jumps = list(getattr(src, "discontinuities", None) or [])
+    if jumps:  # the features end at the first: measure what comes before it
+        feats = _cut_at(feats, jumps[0])
     report = _analyse(feats, options, progress, est)
+    if jumps:
+        report.extra["discontinuity"] = {k: jumps[0][k] for k in ("at_s", "jump_s")}
     report.elapsed_s = time.perf_counter() - t
     return report
+
+
+def _cut_at(feats: Features, jump: dict) -> Features:
+    """The features with the media's duration cut at a timestamp discontinuity (the container's
+    duration spans the jump; the windows must not)."""
+    import dataclasses
+
+    info = feats.info
+    start = min((x for x in (info.video_start_s, info.audio_start_s) if x is not None), default=0.0)
+    duration = max(0.0, float(jump["at_s"]) - start)
+    if info.duration_s and info.duration_s > duration:
+        feats = dataclasses.replace(feats, info=dataclasses.replace(info, duration_s=round(duration, 6)))
+    return feats
 
 
 def fix(path: str | os.PathLike, out: str | os.PathLike, offset_ms: float | None = None,

@@ -198,6 +198,10 @@ class Report:
                          f"{f', pictures {pics}' if pics else ''})")
         if self.drift is not None:
             lines.append(f"  drift     {self.drift.ms_per_min:+.2f} ms/min (r2 {self.drift.r2:.2f})")
+        disc = self.extra.get("discontinuity")
+        if disc:
+            lines.append(f"  note      timestamps jump by {disc['jump_s']:+.1f} s after {disc['at_s']:.2f} s "
+                         "(a discontinuity): measured up to it")
         if len(self.windows) > 1:
             ok = [w for w in self.windows if w.offset_ms is not None]
             lines.append(f"  timeline  {len(self.windows)} windows, {len(ok)} assessable")

@@ -25,7 +25,7 @@ from server_helpers import REPO, Server  # noqa: E402
 @pytest.fixture()
 def client(tmp_path):
     cfg = ServiceConfig(data_dir=str(tmp_path / "data"), workers=1, queue=4, max_upload_bytes=8 * 1024 * 1024)
-    with TestClient(create_app(cfg)) as c:
+    with TestClient(create_app(cfg), base_url="http://127.0.0.1") as c:
         yield c
 
 
@@ -99,7 +99,7 @@ def test_upload_over_the_limit_is_413(tmp_path):
     cfg = ServiceConfig(data_dir=str(tmp_path / "data"), workers=1, max_upload_bytes=100_000)
     big = tmp_path / "big.mp4"
     big.write_bytes(os.urandom(300_000))
-    with TestClient(create_app(cfg)) as c:
+    with TestClient(create_app(cfg), base_url="http://127.0.0.1") as c:
         r = _upload(c, big)
         assert r.status_code == 413 and "too large" in r.json()["error"]
         # without Content-Length (chunked): refused while streaming, nothing left behind
@@ -158,7 +158,7 @@ def test_job_lifecycle(client, speech_clip):
 
 def test_full_pool_is_503_with_retry_after(tmp_path, speech_clip):
     cfg = ServiceConfig(data_dir=str(tmp_path / "data"), workers=1, queue=0)
-    with TestClient(create_app(cfg)) as c:
+    with TestClient(create_app(cfg), base_url="http://127.0.0.1") as c:
         first = _upload(c, speech_clip, url="/api/jobs")
         assert first.status_code == 202
         second = _upload(c, speech_clip, url="/api/jobs")
@@ -187,6 +187,28 @@ def _looped(src: Path, dst: Path, seconds: float) -> Path:
     return dst
 
 
+def _children(pid: int) -> list[int]:
+    out = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as fh:
+                    st = fh.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(st[1]) == pid and st[0] != "Z":
+                out.append(int(d))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def test_kill_9_during_a_job_then_restart_resumes_it(tmp_path, speech_clip):
     long_clip = _looped(speech_clip, tmp_path / "long.mkv", 90)
     data = tmp_path / "data"
@@ -204,12 +226,21 @@ def test_kill_9_during_a_job_then_restart_resumes_it(tmp_path, speech_clip):
                 break
             time.sleep(0.2)
         assert j["status"] == "running", j
+        kids = _children(srv.proc.pid)
+        assert kids
         os.kill(srv.proc.pid, signal.SIGKILL)  # the server only; its worker notices and stops
         srv.proc.wait(10)
+        end = time.monotonic() + 5
+        while time.monotonic() < end and any(_alive(k) for k in kids):
+            time.sleep(0.1)
+        assert not [k for k in kids if _alive(k)], "worker processes outlived the server"
     finally:
         srv.stop()
+    (data / "uploads" / "999999999-stale").mkdir(parents=True)  # a partial upload of a killed server
+    (data / "uploads" / "999999999-stale" / ".part").write_bytes(b"x" * 1000)
     time.sleep(1.5)
     srv2 = Server(data, "--workers", "1").start()
+    assert not (data / "uploads" / "999999999-stale").exists()
     try:
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline:
@@ -240,7 +271,8 @@ def test_20_concurrent_uploads_match_the_cli(tmp_path, media_dir):
         want[c.name] = _json.loads(out.stdout)
     data = tmp_path / "data"
     data.mkdir()
-    with Server(data, "--workers", "2", "--queue", "20") as srv:
+    # twenty clients, all on 127.0.0.1 here: one address, so its per-client upload limit is raised
+    with Server(data, "--workers", "2", "--queue", "20", "--uploads-per-client", "20") as srv:
         def one(c):
             with open(c, "rb") as fh:
                 return c.name, httpx.post(srv.url + "/api/detect", files={"file": (c.name, fh)}, timeout=600)
@@ -279,7 +311,7 @@ def test_monitor_job_for_an_allowed_hls_url(tmp_path, speech_clip):
     with HlsServer(pl.parent) as hls:
         prefix = hls.url("")
         cfg = ServiceConfig(data_dir=str(tmp_path / "data"), workers=1, hls_allow=(prefix,))
-        with TestClient(create_app(cfg)) as c:
+        with TestClient(create_app(cfg), base_url="http://127.0.0.1") as c:
             assert c.post("/api/monitor", json={"url": "http://example.com/x.m3u8"}).status_code == 403
             assert c.post("/api/monitor", json={"url": prefix + "index.m3u8", "max_windows": 0}).status_code == 422
             r = c.post("/api/monitor", json={"url": prefix + "index.m3u8", "max_windows": 2, "window_s": 5})
@@ -292,21 +324,21 @@ def test_monitor_job_for_an_allowed_hls_url(tmp_path, speech_clip):
 
 
 def test_pool_survives_a_crashed_worker():
-    from avsync.apps.service.app import Pool
+    from avsync.apps.service.pool import WorkerDied, WorkerPool
 
-    pool = Pool(1, 2)
+    pool = WorkerPool(1, 2)
     try:
         crashed = []
         pool.reserve()
         f = pool.submit(os._exit, 3, on_crash=crashed.append)
-        with pytest.raises(concurrent.futures.process.BrokenProcessPool):
+        with pytest.raises(WorkerDied):
             f.result(timeout=60)
         deadline = time.monotonic() + 10
         while not crashed and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert crashed and isinstance(crashed[0], concurrent.futures.process.BrokenProcessPool)
+        assert crashed and isinstance(crashed[0], WorkerDied)
         assert pool.inflight == 0
         pool.reserve()
-        assert pool.submit(abs, -2).result(timeout=60) == 2  # a fresh pool took over
+        assert pool.submit(abs, -2).result(timeout=60) == 2  # a fresh worker took over
     finally:
         pool.shutdown()

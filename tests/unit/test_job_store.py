@@ -1,5 +1,6 @@
-"""The job store: locations (paths, sqlite:/// URLs, refused server URLs), the store
-interface and the SQLite store behind it."""
+"""The job store: locations (paths, sqlite:/// URLs, postgresql:// URLs, refused others), the
+store interface, and the same tests run against both stores behind it (SQLite; PostgreSQL on a
+throwaway server, skipped with the reason only when none can be started)."""
 from __future__ import annotations
 
 import os
@@ -23,8 +24,8 @@ def test_sqlite_locations(loc, path):
 
 
 @pytest.mark.parametrize("loc, words", [
-    ("postgresql://alice:s3cret@db.example:5432/avsync", "server databases are not supported"),
-    ("postgresql+psycopg://alice:s3cret@db/avsync", "server databases are not supported"),
+    ("postgresql://alice:s3cret@127.0.0.1:1/avsync", "cannot use the job database postgresql://127.0.0.1:1/avsync"),
+    ("postgresql+psycopg://alice:s3cret@127.0.0.1:1/avsync", "cannot use the job database"),
     ("mysql://alice:s3cret@db/avsync", "server databases are not supported"),
     ("ftp://alice:s3cret@db/avsync", "unknown scheme"),
     ("ali:s3cret@x://y", "unknown scheme"),
@@ -54,8 +55,22 @@ def test_sqlite_url_and_path_open_the_same_store(tmp_path):
     assert c.update(job.id, progress=0.5) and b.get(job.id).progress == 0.5
 
 
-def test_sqlite_store_lifecycle_and_recovery(tmp_path):
-    store = open_job_store(str(tmp_path / "jobs.db"))
+def test_postgres_locations():
+    assert parse_db_url("postgres://u:p@h:5/db") == ("postgresql", "postgresql://u:p@h:5/db")
+    assert parse_db_url("postgresql+psycopg://u@h/db?sslmode=require") == ("postgresql",
+                                                                           "postgresql://u@h/db?sslmode=require")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request, tmp_path):
+    """The location of an empty job store of each kind."""
+    if request.param == "sqlite":
+        return str(tmp_path / "jobs.db")
+    return request.getfixturevalue("postgres_server").new_database()
+
+
+def test_store_lifecycle_and_recovery(store_url, tmp_path):
+    store = open_job_store(store_url)
     media = tmp_path / "up.mp4"
     media.write_bytes(b"x")
     running = store.create("detect", "a", str(media), {})
@@ -135,13 +150,59 @@ def test_the_interface_carries_recovery(tmp_path):
     assert store.get(j.id).status == "failed"
 
 
-def test_serve_refuses_a_server_database_url_in_one_line(tmp_path, capsys):
+def test_serve_refuses_an_unreachable_server_database_in_one_line(tmp_path, capsys):
     from avsync.cli.main import main
 
     data = tmp_path / "data"
-    rc = main(["serve", "--db", "postgresql://alice:s3cret@db/avsync", "--data-dir", str(data)])
+    rc = main(["serve", "--db", "postgresql://alice:s3cret@127.0.0.1:1/avsync", "--data-dir", str(data)])
     err = capsys.readouterr().err
     lines = [ln for ln in err.splitlines() if ln.strip()]
     assert rc == 2 and len(lines) == 1 and lines[0].startswith("avsync: --db: "), err
     assert "s3cret" not in err and "Traceback" not in err
     assert not data.exists()  # refused before anything was created
+
+
+def test_store_is_shared_between_processes(store_url):
+    """What the service relies on: a worker process reopens the store by its url."""
+    import subprocess
+    import sys
+
+    store = open_job_store(store_url)
+    job = store.create("detect", "a", None, {"method": "motion"})
+    code = ("import sys; from avsync.apps.service.store import open_job_store as o\n"
+            "s = o(sys.argv[1]); j = s.start(sys.argv[2]); s.update(j.id, progress=0.25, stage='decode')")
+    subprocess.run([sys.executable, "-c", code, store.url, job.id], check=True, timeout=60,
+                   env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    j = store.get(job.id)
+    assert (j.status, j.attempts, j.progress, j.stage) == ("running", 1, 0.25, "decode")
+    with pytest.raises(ValueError):
+        store.update(job.id, **{"status = 'done' --": 1})  # column names are never taken as given
+
+
+def test_kill_9_of_a_worker_mid_job_loses_nothing(store_url):
+    """A worker process killed with -9 while it writes progress: the job is still there, running,
+    and recovery queues it again (attempt counted), then fails it after MAX_ATTEMPTS."""
+    import signal
+    import subprocess
+    import sys
+
+    store = open_job_store(store_url)
+    job = store.create("monitor", "live", None, {})
+    code = ("import sys, time; from avsync.apps.service.store import open_job_store as o\n"
+            "s = o(sys.argv[1]); s.start(sys.argv[2]); print('started', flush=True)\n"
+            "i = 0\n"
+            "while True:\n"
+            "    i += 1; s.update(sys.argv[2], progress=(i % 100) / 100.0, stage='windows')\n")
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        p = subprocess.Popen([sys.executable, "-c", code, store.url, job.id], stdout=subprocess.PIPE, text=True,
+                             env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+        assert p.stdout.readline().strip() == "started"
+        time.sleep(0.3)
+        p.send_signal(signal.SIGKILL)
+        p.wait(10)
+        j = store.get(job.id)
+        assert j is not None and j.status == "running" and j.attempts == attempt
+        again = store.recover()
+        if attempt < MAX_ATTEMPTS:
+            assert [x.id for x in again] == [job.id] and store.get(job.id).status == "queued"
+    assert store.get(job.id).status == "failed" and store.count() == 1

@@ -326,3 +326,39 @@ def test_loop_file_copies_packets_end_to_end(tmp_path):
     assert packet_span(dst) == pytest.approx(3 * one, abs=0.05)
     _, frames, _ = _decode(dst, audio=False)
     assert len(frames) == 75 and frames[25].pts == Fraction(1)
+
+
+def test_playlist_content_is_not_media_whatever_its_name(tmp_path):
+    """A file that holds a playlist (or concat list) is refused before FFmpeg reads anything it names
+    (issue 14: an upload is a file, never a playlist)."""
+    from avsync.errors import CannotOpen
+    from avsync.media import open_media
+    from avsync.media.base import _direct_formats
+
+    secret = tmp_path / "secret.ts"
+    secret.write_bytes(b"\x47" * 188 * 4)
+    for name, text in (("a.mp4", f"#EXTM3U\n#EXTINF:2,\n{secret}\n#EXT-X-ENDLIST\n"),
+                       ("b.ts", f"\ufeff  #EXTM3U\n#EXTINF:2,\n{secret}\n"),
+                       ("c.mkv", f"ffconcat version 1.0\nfile '{secret}'\n")):
+        (tmp_path / name).write_text(text)
+        with pytest.raises(CannotOpen) as ei:
+            open_media(tmp_path / name)
+        assert "not a media file" in str(ei.value)
+    allowed = set(_direct_formats().split(","))
+    assert {"mov", "matroska", "mpegts", "wav"} <= allowed
+    assert not allowed & {"hls", "concat", "sdp", "rtsp", "lavfi", "image2"}
+
+
+def test_refuse_playlists_opens_every_path_as_a_file(tmp_path):
+    import subprocess
+    import sys
+
+    (tmp_path / "x.m3u8").write_text("#EXTM3U\n#EXTINF:2,\nhttp://127.0.0.1:9/a.ts\n")
+    code = ("import sys; from avsync.media import open_media, refuse_playlists; refuse_playlists()\n"
+            "from avsync.errors import CannotOpen\n"
+            "for p in (sys.argv[1], 'http://127.0.0.1:9/x.m3u8'):\n"
+            "    try: open_media(p)\n"
+            "    except CannotOpen as e: print('refused', e)\n")
+    r = subprocess.run([sys.executable, "-c", code, str(tmp_path / "x.m3u8")], capture_output=True, text=True,
+                       timeout=60)
+    assert r.stdout.count("refused") == 2, r.stdout + r.stderr

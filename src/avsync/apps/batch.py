@@ -29,6 +29,7 @@ import glob
 import hashlib
 import json
 import os
+import stat
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -70,14 +71,15 @@ class BatchOptions:
 @dataclass
 class BatchResult:
     total: int = 0  # inputs found
-    skipped: int = 0  # already in the output
+    skipped: int = 0  # already in the output under this path
+    reused: int = 0  # same content (and options) as another input: its row copied under this path
     done: int = 0  # measured now (ok + error)
     errors: int = 0
     started: float = field(default_factory=time.monotonic)
 
     @property
     def todo(self) -> int:
-        return self.total - self.skipped
+        return self.total - self.skipped - self.reused
 
     @property
     def elapsed_s(self) -> float:
@@ -144,6 +146,9 @@ def input_key(path: str, options: DetectOptions) -> str:
     h = hashlib.sha256()
     h.update(options_key(options).encode())
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # a named pipe, device or socket: never opened
+            h.update(b"special:" + os.fsencode(os.path.abspath(path)))
+            return h.hexdigest()[:32]
         with open(path, "rb") as fh:
             h.update(b"content:")
             for block in iter(lambda: fh.read(1 << 20), b""):
@@ -237,7 +242,8 @@ class _Output:
     def __init__(self, path: str, as_csv: bool):
         self.path = path
         self.csv = as_csv
-        self.rows: dict[str, dict] = {}
+        self.rows: dict[str, dict] = {}  # key -> a row with that key
+        self.inputs: set[tuple[str, str]] = set()  # (key, input) of every row
         lines = self._read()
         d = os.path.dirname(os.path.abspath(path))
         os.makedirs(d, exist_ok=True)
@@ -278,6 +284,7 @@ class _Output:
                     rows.append(r)
         for r in rows:
             self.rows[r["key"]] = r
+            self.inputs.add((r["key"], str(r.get("input") or "")))
         return rows
 
     def write(self, row: dict) -> None:
@@ -287,6 +294,7 @@ class _Output:
             self.fh.write(json.dumps(row, allow_nan=False) + "\n")
         self.fh.flush()
         self.rows[row["key"]] = row
+        self.inputs.add((row["key"], str(row.get("input") or "")))
 
     def close(self) -> None:
         self.fh.close()
@@ -307,12 +315,23 @@ def run_batch(inputs: Iterable[str], out: str, options: BatchOptions = BatchOpti
         opts["threads"] = options.threads
     try:
         todo = []
+        twins: dict[str, list[str]] = {}  # key -> further inputs with the same content: rows copied
+        reuse: list[str] = []
         for p in paths:
             key = input_key(p, options.detect)
             prev = output.rows.get(key)
-            if prev is not None and not (options.retry_errors and prev.get("status") == "error"):
-                res.skipped += 1
+            redo = prev is not None and options.retry_errors and prev.get("status") == "error"
+            if prev is not None and not redo:
+                if (key, p) in output.inputs:
+                    res.skipped += 1
+                else:  # the same content under another name: its own row, the measurement reused
+                    output.write(_as_input(prev, p))
+                    res.reused += 1
                 continue
+            if key in twins:
+                twins[key].append(p)
+                continue
+            twins[key] = []
             todo.append((p, key))
         todo.sort(key=lambda pk: -_size(pk[0]))  # largest first: no big straggler at the end
         res.started = time.monotonic()
@@ -320,9 +339,11 @@ def run_batch(inputs: Iterable[str], out: str, options: BatchOptions = BatchOpti
             progress("files", 0, res.todo)
 
         def record(row: dict) -> None:
-            output.write(row)
-            res.done += 1
-            res.errors += row.get("status") == "error"
+            rows = [row] + [_as_input(row, p) for p in twins.get(row.get("key"), [])]
+            for r in rows:
+                output.write(r)
+                res.done += 1
+                res.errors += r.get("status") == "error"
             if progress is not None:
                 progress("files", res.done, res.todo)
 
@@ -334,6 +355,23 @@ def run_batch(inputs: Iterable[str], out: str, options: BatchOptions = BatchOpti
     finally:
         output.close()
     return res
+
+
+def _as_input(row: dict, path: str) -> dict:
+    """``row`` (of an input with the same content) as the row of ``path``."""
+    out = {**row, "input": path}
+    if isinstance(out.get("report"), dict):
+        rep = dict(out["report"])
+        if isinstance(rep.get("media"), dict):
+            rep["media"] = {**rep["media"], "path": path}
+        if isinstance(rep.get("fix"), dict) and isinstance(row.get("report", {}).get("media"), dict):
+            old = row["report"]["media"].get("path")
+            rep["fix"] = {k: (v.replace(str(old), path) if isinstance(v, str) and old else v)
+                          for k, v in rep["fix"].items()}
+        out["report"] = rep
+    if isinstance(out.get("error"), str) and row.get("input"):
+        out["error"] = out["error"].replace(str(row["input"]), path)
+    return out
 
 
 def _size(path: str) -> int:
@@ -354,8 +392,8 @@ def _run_local(todo, opts: dict, workers: int | None, record, threads: int | Non
         return
     budget = threads or thread_budget(n)
     ctx = multiprocessing.get_context("spawn")
-    with cf.ProcessPoolExecutor(max_workers=n, mp_context=ctx, initializer=limit_threads,
-                                initargs=(budget,)) as ex:
+    with cf.ProcessPoolExecutor(max_workers=n, mp_context=ctx, initializer=_worker_init,
+                                initargs=(budget, os.getpid())) as ex:
         futs = {ex.submit(process_one, p, k, opts, budget): (p, k) for p, k in todo}
         try:
             for f in cf.as_completed(futs):
@@ -369,6 +407,14 @@ def _run_local(todo, opts: dict, workers: int | None, record, threads: int | Non
             for f in futs:
                 f.cancel()
             raise
+
+
+def _worker_init(threads: int, parent: int) -> None:
+    """A local batch worker: its thread budget, and it dies with the batch (kill -9 included)."""
+    from .procs import watch_parent
+
+    watch_parent(parent)
+    limit_threads(threads)
 
 
 def dask_thread_budget(client) -> int:

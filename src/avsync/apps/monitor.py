@@ -30,7 +30,8 @@ from ..features import Features
 from ..features.audio import AudioFeatureExtractor
 from ..features.visual import VisualFeatureExtractor
 from ..media.hls import FollowOptions, SegmentDecoder, check_location, follow
-from ..media.base import AudioChunk, DecodeOptions, MediaInfo, VideoFrame
+from ..media.base import (DISCONTINUITY_BACK_S, DISCONTINUITY_S, AudioChunk, DecodeOptions, MediaInfo,
+                          VideoFrame)
 from ..options import DetectOptions, check_number
 from ..timeline import DEFAULT_TOLERANCE, tolerance as tolerance_preset
 
@@ -206,6 +207,7 @@ class Monitor:
         self._alert_since: float | None = None
         self._stop = False
         self._judged = 0
+        self._last_t: dict[str, float] = {}  # stream kind -> last routed timestamp
 
     # -- public -------------------------------------------------------------------------------
     def stop(self) -> None:
@@ -234,7 +236,7 @@ class Monitor:
                     continue
                 s.segments += 1
                 self._last_arrival = sd.arrived
-                self._route(items)
+                self._route(items, sd.arrived)
                 self._judge_ready(sd.arrived)
                 if self._limit_reached():
                     s.stopped = "limit"
@@ -291,10 +293,18 @@ class Monitor:
             self._windows[k] = w
         return w
 
-    def _route(self, items: list) -> None:
+    def _route(self, items: list, arrived: float | None = None) -> None:
         W = self.options.window_s
         for it in items:
             t = it.t
+            kind = "video" if isinstance(it, VideoFrame) else "audio"
+            last = self._last_t.get(kind)
+            if last is not None and not (-DISCONTINUITY_BACK_S <= t - last <= DISCONTINUITY_S):
+                # timestamps restarted or jumped without a discontinuity tag: a gap, not items to drop
+                self._emit("gap", reason=f"timestamps jump by {t - last:+.2f} s without a discontinuity tag",
+                           jump_s=round(t - last, 3))
+                self._close_all(arrived if arrived is not None else self.clock(), "gap")
+            self._last_t[kind] = t
             if self._grid0 is None:
                 self._grid0 = t
             if self.summary.stream_start_s is None:
@@ -345,6 +355,7 @@ class Monitor:
         self._windows.clear()
         self._grid0 = None
         self._judged_upto = None
+        self._last_t = {}
         self._decoder.reset_timeline()
 
     def _judge(self, w: _Window, arrived: float, partial: bool) -> None:

@@ -86,6 +86,7 @@ def run(args) -> int:
     finally:
         if progress is not None:
             progress.close()
+    reused = f", {res.reused} reused (same content as another input)" if res.reused else ""
     sys.stderr.write(f"batch: {res.total} inputs: {res.done} measured ({res.errors} errors), {res.skipped} skipped "
-                     f"(already in {args.out}); {res.elapsed_s:.1f} s\n")
+                     f"(already in {args.out}){reused}; {res.elapsed_s:.1f} s\n")
     return 3 if res.errors else 0

@@ -71,6 +71,18 @@ def register(subparsers) -> None:
                     help="precisions to compare with exact (default: fast, plus onnx when onnxruntime is "
                          "installed); any of fast, onnx")
     sy.set_defaults(func=run_syncnet)
+    rb = sub.add_parser("robustness", help="broken and hostile inputs through detect, batch and serve: a summary "
+                                           "table (tracebacks, hangs, wrong exit codes, rows lost)")
+    rb.add_argument("clips", nargs="*", metavar="CLIP_OR_DIR", help="real clips to derive the corpus from "
+                                                                   "(default: one synthetic clip)")
+    rb.add_argument("--max-clips", type=int, default=2, help="use at most this many clips (default 2)")
+    rb.add_argument("--method", default="motion", help="detect method (default motion: the fastest)")
+    rb.add_argument("--timeout-s", type=float, default=60.0, help="deadline of one detect run (default 60)")
+    rb.add_argument("--no-service", action="store_true", help="leave out the serve part")
+    rb.add_argument("--work", metavar="DIR", help="build the corpus here (kept); default a temporary folder")
+    rb.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    rb.add_argument("--out", metavar="JSON", help="every outcome as JSON")
+    rb.set_defaults(func=run_robustness)
 
 
 def run_shift(args: argparse.Namespace) -> int:
@@ -102,3 +114,9 @@ def run_syncnet(args: argparse.Namespace) -> int:
 
     return main(args)
 
+
+
+def run_robustness(args: argparse.Namespace) -> int:
+    from ..bench.robustness import main
+
+    return main(args)

@@ -30,7 +30,8 @@ def register(subparsers) -> None:
     p.add_argument("--duration", type=number, metavar="S", help="stop after S seconds of stream time")
     p.add_argument("--poll-s", type=number, metavar="S",
                    help="live playlist reload interval (default: half the target duration)")
-    p.add_argument("--timeout-s", type=number, metavar="S", help="per-request timeout (default 10)")
+    p.add_argument("--timeout-s", type=number, metavar="S",
+                   help="deadline of one segment, every try included, and of one playlist load (default 10)")
     p.add_argument("--reconnect-s", type=number, metavar="S",
                    help="give up when the playlist stays unreachable this long (default 30)")
     p.add_argument("--live-edge", type=whole, metavar="N",

@@ -73,3 +73,20 @@ def register(name: str):
         return cls
 
     return deco
+
+
+#: an audio level (RMS of float samples in [-1, 1]) under this is silence (about -60 dBFS)
+SILENCE_RMS = 1e-3
+
+
+def flat_audio_reason(audio, mask=None) -> str:
+    """Why audio whose loudness does not vary carries no timing cue: "silent audio" only when it
+    is quiet; a steady tone or noise is not silence.  ``mask`` selects the hops that count."""
+    import numpy as np
+
+    rms = np.asarray(getattr(audio, "rms", np.zeros(0)), np.float64)
+    if mask is not None and rms.shape == np.shape(mask):
+        rms = rms[mask]
+    if rms.size and np.isfinite(rms).any() and float(np.nanmedian(rms)) >= SILENCE_RMS:
+        return "the sound does not change (a steady tone or noise)"
+    return "silent audio"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import register
+from .base import flat_audio_reason, register
 from .correlation import CorrelationEstimator
 from .xcorr import highpass, to_grid
 
@@ -47,7 +47,7 @@ class LipsEstimator(CorrelationEstimator):
         speech = A.speech.astype(np.float64)
         a = to_grid(A.times, np.maximum(speech, np.percentile(speech, 20)), grid, 0.05)
         if not np.isfinite(a).any() or np.nanstd(a) < 0.05:
-            return "silent audio"
+            return flat_audio_reason(A)
         a = _highpass(a, hp)
         out = []
         gap = 3.0 / max(V.fps, 1.0)

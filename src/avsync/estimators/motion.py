@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import register
+from .base import flat_audio_reason, register
 from .correlation import CorrelationEstimator
 from .xcorr import highpass, to_grid
 
@@ -28,7 +28,7 @@ class MotionEstimator(CorrelationEstimator):
         energy = A.energy.astype(np.float64)
         loud = to_grid(A.times, np.maximum(energy, np.percentile(energy, 20)), grid, 0.05)
         if not np.isfinite(loud).any() or np.nanstd(loud) < 0.05:
-            return "silent audio"
+            return flat_audio_reason(A)
         flux, loud = highpass(flux, hp), highpass(loud, hp)
         out = []
         m = V.motion.astype(np.float64)

@@ -12,8 +12,10 @@ Memory is bounded by what the consumer keeps: decoding buffers no more than one 
 """
 from __future__ import annotations
 
+import functools
 import os
 import re
+import stat
 import tempfile
 from abc import ABC, abstractmethod
 from contextlib import contextmanager
@@ -27,6 +29,10 @@ from ..errors import CannotOpen, NoAudio, NoVideo
 
 #: gaps in the audio timeline longer than this are filled with silence
 AUDIO_GAP_S = 0.02
+#: a stream's timestamps that jump ahead by more than this (or back by more than DISCONTINUITY_BACK_S)
+#: are a discontinuity, never a gap to fill: memory stays bounded whatever the timestamps say
+DISCONTINUITY_S = 60.0
+DISCONTINUITY_BACK_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -173,16 +179,70 @@ def open_container(path: str):
 
     path = os.fspath(path)
     if not str(path).startswith(("http://", "https://")):
-        if not os.path.exists(path):
-            raise CannotOpen("no such file", path)
-        if os.path.isdir(path):
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            raise CannotOpen("no such file", path) from None
+        except OSError as exc:
+            raise CannotOpen(f"cannot open ({exc.strerror or exc})", path) from None
+        if stat.S_ISDIR(st.st_mode):
             raise CannotOpen("is a directory, not a media file", path)
-        if os.path.getsize(path) == 0:
+        if not stat.S_ISREG(st.st_mode):  # opening a named pipe would wait for a writer forever
+            kind = ("a named pipe" if stat.S_ISFIFO(st.st_mode) else "a socket" if stat.S_ISSOCK(st.st_mode)
+                    else "a device" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) else "special")
+            raise CannotOpen(f"not a regular file ({kind})", path)
+        if st.st_size == 0:
             raise CannotOpen("empty file (0 bytes)", path)
+        _refuse_indirect(path)
+        options = {"format_whitelist": _direct_formats()}
+    else:
+        options = {}
     try:
-        return av.open(path, metadata_errors="ignore")
+        return av.open(path, metadata_errors="ignore", container_options=options)
     except Exception as exc:  # av.error.* and OSError
         raise CannotOpen(f"cannot open as media ({short_reason(exc)})", path) from None
+
+
+#: demuxers that read other resources than the file itself (playlists, concat lists, network
+#: sessions, capture devices, filter graphs, file-name patterns): never used for a local file, so a
+#: file that holds a playlist cannot make FFmpeg fetch URLs or read other local files
+INDIRECT_FORMATS = frozenset({
+    "hls", "applehttp", "dash", "concat", "imf", "sdp", "rtp", "rtsp", "sap", "image2", "lavfi", "alsa", "oss",
+    "fbdev", "kmsgrab", "x11grab", "video4linux2", "v4l2", "webm_dash_manifest", "avfoundation", "dshow",
+    "gdigrab", "jack", "pulse", "openal", "android_camera", "decklink", "bluray", "libcdio", "dvdvideo", "srt_live",
+})
+
+
+@functools.lru_cache(maxsize=1)
+def _direct_formats() -> str:
+    """FFmpeg's ``format_whitelist`` for local files: every demuxer but :data:`INDIRECT_FORMATS`."""
+    import av
+
+    names: set[str] = set()
+    for f in av.formats_available:
+        try:
+            fmt = av.format.ContainerFormat(f, "r")
+        except Exception:
+            continue
+        names.update(n for n in (fmt.name or "").split(",") if n)
+    return ",".join(sorted(names - INDIRECT_FORMATS))
+
+
+_TEXT_HEADS = ((b"#EXTM3U", "an HLS playlist, not a media file"),
+               (b"ffconcat version", "a concat list, not a media file"))
+
+
+def _refuse_indirect(path: str) -> None:
+    """A local file that is a playlist or a list of other files is not media (nothing it names is read)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(256)
+    except OSError:
+        return  # av.open reports it
+    head = head.lstrip(b"\xef\xbb\xbf").lstrip()
+    for magic, reason in _TEXT_HEADS:
+        if head.startswith(magic):
+            raise CannotOpen(reason, path)
 
 
 @contextmanager

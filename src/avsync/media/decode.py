@@ -16,7 +16,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from ..errors import DecodeError
-from .base import (AUDIO_GAP_S, AudioChunk, DecodeOptions, VideoFrame, analysis_size, bgr_image, frame_rotation,
+from .base import (AUDIO_GAP_S, DISCONTINUITY_BACK_S, DISCONTINUITY_S, AudioChunk, DecodeOptions, VideoFrame, analysis_size, bgr_image, frame_rotation,
                    grey_image, rgb_image, rotate, short_reason)
 
 
@@ -67,7 +67,13 @@ class Decoder:
     One instance walks one container (:meth:`walk`), or, with ``persistent``, successive
     containers of one stream (HLS segments): its codec contexts and audio clock continue from
     one to the next, nothing is flushed at a container's end, and audio timestamps that jump
-    back by more than a second start a new audio timeline."""
+    back by more than a second start a new audio timeline.
+
+    Timestamps of a stream that jump ahead by more than :data:`DISCONTINUITY_S` or back by more than
+    :data:`DISCONTINUITY_BACK_S` are a discontinuity (``discontinuities`` lists them: ``at_s``, the
+    last time before it, and ``jump_s``): a file's walk ends there (what comes before it is
+    analysed; filling hours of silence would take memory without bound); a persistent decoder
+    starts a new timeline."""
 
     def __init__(self, options: DecodeOptions = DecodeOptions(), label: str = "", persistent: bool = False):
         self.options = options
@@ -82,11 +88,14 @@ class Decoder:
         self._dtype = np.int16 if options.audio_format == "s16" else np.float32
         self._jpeg = None  # colour "jpeg": the MJPEG round trip (its rate control spans the stream)
         self._video_rate: tuple = (None, None)  # the video stream's (frame rate, sample aspect ratio)
+        self._last: dict[str, Fraction] = {}  # stream kind -> the last timestamp seen
+        self.discontinuities: list[dict] = []
 
     def reset_timeline(self) -> None:
         """Audio restarts at its next timestamp (after a gap or a discontinuity)."""
         self._next_audio = None
         self._resampler = None
+        self._last = {}
 
     # -- the walk ------------------------------------------------------------------------------
     def walk(self, container, video, audio) -> Iterator[VideoFrame | AudioChunk]:
@@ -119,6 +128,15 @@ class Decoder:
                     first_t = float(pts)
                 if limit is not None and float(pts) - first_t > limit:
                     return
+                kind = "video" if packet.stream is video else "audio"
+                last = self._last.get(kind)
+                if last is not None and not (-DISCONTINUITY_BACK_S <= float(pts - last) <= DISCONTINUITY_S):
+                    self.discontinuities.append({"at_s": round(float(last), 3), "jump_s": round(float(pts - last), 3),
+                                                 "stream": kind})
+                    if not self.persistent:
+                        break  # what comes after is on another timeline: the walk ends here
+                    self.reset_timeline()
+                self._last[kind] = pts
                 if packet.stream is video:
                     item = self.picture(frame, pts)
                     if item is not None:

@@ -83,10 +83,8 @@ class FileSource(MediaSource):
             return int(rot) % 360
         if str(self.path).startswith(("http://", "https://")):
             return 0
-        import av
-
         try:
-            with av.open(self.path, metadata_errors="ignore") as peek:
+            with open_container(self.path) as peek:
                 stream = next((s for s in peek.streams.video if s.index == v.index), None)
                 if stream is None:
                     return 0
@@ -115,4 +113,7 @@ class FileSource(MediaSource):
         a = audio_stream(c) if options.audio else None
         if v is not None:
             configure_video(v, options)
-        yield from Decoder(options, self.path).walk(c, v, a)
+        dec = Decoder(options, self.path)
+        yield from dec.walk(c, v, a)
+        #: timestamp jumps met (the walk ended at the first): see :class:`~avsync.media.decode.Decoder`
+        self.discontinuities = dec.discontinuities

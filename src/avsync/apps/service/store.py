@@ -8,10 +8,10 @@ that were queued or running (or marks them failed once they have been interrupte
 ``MAX_ATTEMPTS`` times, or their upload is gone).
 
 The store is reached by a location: a file path or a ``sqlite:///PATH`` URL
-(``sqlite:///rel/path`` relative, ``sqlite:////abs/path`` absolute).  :func:`open_job_store`
-turns it into a store; :class:`JobStoreBase` is the interface a server-database store
-would implement (none ships: it could not be tested here), so any other scheme
-(``postgresql://``, ``mysql://`` ...) is refused with a one-line
+(``sqlite:///rel/path`` relative, ``sqlite:////abs/path`` absolute) for the embedded SQLite store,
+or a ``postgresql://user:password@host:port/dbname`` URL for the PostgreSQL store (psycopg 3;
+table ``avsync_jobs``), which several ``serve`` processes can share.  :func:`open_job_store`
+turns a location into a store; any other scheme (``mysql://`` ...) is refused with a one-line
 :class:`UnsupportedDatabase` error that never echoes the URL's credentials.
 """
 from __future__ import annotations
@@ -22,6 +22,7 @@ import re
 import sqlite3
 import threading
 import time
+import urllib.parse
 import uuid
 from abc import ABC, abstractmethod
 from contextlib import contextmanager
@@ -46,7 +47,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     plot_path TEXT,
     attempts INTEGER NOT NULL DEFAULT 0,
     created REAL NOT NULL,
-    updated REAL NOT NULL
+    updated REAL NOT NULL,
+    owner TEXT
 )
 """
 
@@ -55,7 +57,23 @@ class UnsupportedDatabase(ValueError):
     """A job database location this build cannot use (one line, no credentials)."""
 
 
-_SERVER_SCHEMES = ("postgresql", "postgres", "mysql", "mariadb", "mssql", "oracle", "cockroachdb")
+_SERVER_SCHEMES = ("mysql", "mariadb", "mssql", "oracle", "cockroachdb")
+_POSTGRES_SCHEMES = ("postgresql", "postgres", "postgresql+psycopg", "postgresql+psycopg3", "postgres+psycopg")
+
+#: the columns a job update may set
+COLUMNS = ("kind", "status", "progress", "stage", "name", "media_path", "options", "report", "error", "plot_path",
+           "attempts", "created", "updated", "owner")
+
+
+def redact(url: str) -> str:
+    """A database URL without its credentials (for messages)."""
+    try:
+        p = urllib.parse.urlsplit(url)
+        host = p.hostname or ""
+        port = f":{p.port}" if p.port else ""
+    except ValueError:
+        return url.split("://", 1)[0] + "://..."
+    return f"{p.scheme}://{host}{port}{p.path}"
 
 
 def parse_db_url(url_or_path: str) -> tuple[str, str]:
@@ -72,6 +90,8 @@ def parse_db_url(url_or_path: str) -> tuple[str, str]:
     scheme = s.split("://", 1)[0].lower()
     if not re.fullmatch(r"[a-z][a-z0-9+.\-]{0,30}", scheme):
         raise UnsupportedDatabase("job database URL with an unknown scheme; use a file path or sqlite:///PATH")
+    if scheme in _POSTGRES_SCHEMES:
+        return "postgresql", "postgresql://" + s.split("://", 1)[1]
     base = scheme.split("+", 1)[0]
     if base != "sqlite":
         kind = "server databases are not supported yet" if base in _SERVER_SCHEMES else "unknown scheme"
@@ -100,6 +120,8 @@ def open_job_store(url_or_path: str) -> "JobStoreBase":
     scheme, target = parse_db_url(url_or_path)
     if scheme == "sqlite":
         return SQLiteJobStore(target)
+    if scheme == "postgresql":
+        return PostgresJobStore(target)
     raise UnsupportedDatabase(f"job database {scheme}://...: not supported")  # pragma: no cover
 
 
@@ -119,6 +141,8 @@ class Job:
     attempts: int
     created: float
     updated: float
+    #: who created it (a fingerprint of its API key; None without keys): only they see it
+    owner: str | None = None
 
     def public(self) -> dict:
         """What ``GET /api/jobs/{id}`` shows (no server paths)."""
@@ -141,7 +165,7 @@ class JobStoreBase(ABC):
 
     @abstractmethod
     def create(self, kind: str, name: str | None, media_path: str | None, options: dict,
-               plot_path: str | None = None, job_id: str | None = None) -> Job: ...
+               plot_path: str | None = None, job_id: str | None = None, owner: str | None = None) -> Job: ...
 
     @abstractmethod
     def get(self, job_id: str) -> Job | None: ...
@@ -193,6 +217,11 @@ class SQLiteJobStore(JobStoreBase):
         with self._conn() as c:
             c.execute("PRAGMA journal_mode=WAL")
             c.execute(_SCHEMA)
+            if "owner" not in {r[1] for r in c.execute("PRAGMA table_info(jobs)")}:  # a store of an older version
+                try:
+                    c.execute("ALTER TABLE jobs ADD COLUMN owner TEXT")
+                except sqlite3.OperationalError:  # another process added it just now
+                    pass
 
     @contextmanager
     def _conn(self):
@@ -204,13 +233,13 @@ class SQLiteJobStore(JobStoreBase):
             c.close()
 
     def create(self, kind: str, name: str | None, media_path: str | None, options: dict,
-               plot_path: str | None = None, job_id: str | None = None) -> Job:
+               plot_path: str | None = None, job_id: str | None = None, owner: str | None = None) -> Job:
         now = time.time()
         jid = job_id or uuid.uuid4().hex
         with self._lock, self._conn() as c:
             c.execute("INSERT INTO jobs (id, kind, status, progress, name, media_path, options, plot_path, created,"
-                      " updated) VALUES (?, ?, 'queued', 0, ?, ?, ?, ?, ?, ?)",
-                      (jid, kind, name, media_path, json.dumps(options), plot_path, now, now))
+                      " updated, owner) VALUES (?, ?, 'queued', 0, ?, ?, ?, ?, ?, ?, ?)",
+                      (jid, kind, name, media_path, json.dumps(options), plot_path, now, now, owner))
         return self.get(jid)
 
     def get(self, job_id: str) -> Job | None:
@@ -226,6 +255,7 @@ class SQLiteJobStore(JobStoreBase):
 
     def update(self, job_id: str, **fields) -> bool:
         """Set columns of a job; False when it no longer exists (deleted)."""
+        _check_columns(fields)
         if "report" in fields and fields["report"] is not None:
             fields["report"] = json.dumps(fields["report"], allow_nan=False)
         fields["updated"] = time.time()
@@ -262,6 +292,153 @@ class SQLiteJobStore(JobStoreBase):
             if status is None:
                 return int(c.execute("SELECT COUNT(*) FROM jobs").fetchone()[0])
             return int(c.execute("SELECT COUNT(*) FROM jobs WHERE status = ?", (status,)).fetchone()[0])
+
+
+def _check_columns(fields: dict) -> None:
+    bad = [k for k in fields if k not in COLUMNS]
+    if bad:
+        raise ValueError(f"unknown job columns: {', '.join(sorted(bad))}")
+
+
+_PG_SCHEMA = """
+CREATE TABLE IF NOT EXISTS avsync_jobs (
+    id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    status TEXT NOT NULL,
+    progress DOUBLE PRECISION NOT NULL DEFAULT 0,
+    stage TEXT,
+    name TEXT,
+    media_path TEXT,
+    options TEXT,
+    report TEXT,
+    error TEXT,
+    plot_path TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    created DOUBLE PRECISION NOT NULL,
+    updated DOUBLE PRECISION NOT NULL,
+    owner TEXT
+)
+"""
+_PG_FIELDS = "id, kind, status, progress, stage, name, media_path, options, report, error, plot_path, attempts, " \
+             "created, updated, owner"
+
+
+class PostgresJobStore(JobStoreBase):
+    """Jobs in a PostgreSQL table (``avsync_jobs``) through psycopg 3: every server and worker
+    process that opens the same URL shares them.  Each call is one autocommit statement (the
+    state changes that must be atomic, such as :meth:`start`, are single statements)."""
+
+    def __init__(self, url: str, connect_timeout: float = 10.0):
+        try:
+            import psycopg  # noqa: F401
+        except ImportError:
+            raise UnsupportedDatabase("job database postgresql://...: needs psycopg: pip install "
+                                      "'avsync[postgres]'") from None
+        self.url = url
+        self.connect_timeout = connect_timeout
+        self._local = threading.local()
+        try:
+            with self._conn() as c, c.transaction():
+                # one process creates the table; the others wait (CREATE ... IF NOT EXISTS can race)
+                c.execute("SELECT pg_advisory_xact_lock(7411301)")
+                c.execute(_PG_SCHEMA)
+                c.execute("ALTER TABLE avsync_jobs ADD COLUMN IF NOT EXISTS owner TEXT")
+        except UnsupportedDatabase:
+            raise
+        except Exception as exc:
+            raise UnsupportedDatabase(f"cannot use the job database {redact(url)} ({_pg_reason(exc, url)})") \
+                from None
+
+    @contextmanager
+    def _conn(self):
+        """This thread's connection (reopened when it broke)."""
+        import psycopg
+
+        c = getattr(self._local, "conn", None)
+        if c is None or c.closed or c.broken:
+            c = psycopg.connect(self.url, autocommit=True, connect_timeout=max(1, int(self.connect_timeout)))
+            self._local.conn = c
+        try:
+            yield c
+        except psycopg.OperationalError:
+            try:
+                c.close()
+            finally:
+                self._local.conn = None
+            raise
+
+    @staticmethod
+    def _job(row) -> Job | None:
+        if row is None:
+            return None
+        (jid, kind, status, progress, stage, name, media_path, options, report, error, plot_path, attempts,
+         created, updated, owner) = row
+        return Job(jid, kind, status, float(progress), stage, name, media_path, json.loads(options or "{}"),
+                   json.loads(report) if report else None, error, plot_path, int(attempts), float(created),
+                   float(updated), owner)
+
+    def create(self, kind: str, name: str | None, media_path: str | None, options: dict,
+               plot_path: str | None = None, job_id: str | None = None, owner: str | None = None) -> Job:
+        now = time.time()
+        jid = job_id or uuid.uuid4().hex
+        with self._conn() as c:
+            row = c.execute(f"INSERT INTO avsync_jobs (id, kind, status, progress, name, media_path, options, "
+                            f"plot_path, created, updated, owner) VALUES (%s, %s, 'queued', 0, %s, %s, %s, %s, %s, "
+                            f"%s, %s) RETURNING {_PG_FIELDS}",
+                            (jid, kind, name, media_path, json.dumps(options), plot_path, now, now, owner)).fetchone()
+        return self._job(row)
+
+    def get(self, job_id: str) -> Job | None:
+        with self._conn() as c:
+            return self._job(c.execute(f"SELECT {_PG_FIELDS} FROM avsync_jobs WHERE id = %s", (job_id,)).fetchone())
+
+    def update(self, job_id: str, **fields) -> bool:
+        _check_columns(fields)
+        if "report" in fields and fields["report"] is not None:
+            fields["report"] = json.dumps(fields["report"], allow_nan=False)
+        if "options" in fields and not isinstance(fields["options"], str):
+            fields["options"] = json.dumps(fields["options"])
+        fields["updated"] = time.time()
+        cols = ", ".join(f"{k} = %s" for k in fields)
+        with self._conn() as c:
+            cur = c.execute(f"UPDATE avsync_jobs SET {cols} WHERE id = %s", (*fields.values(), job_id))
+            return cur.rowcount > 0
+
+    def start(self, job_id: str) -> Job | None:
+        with self._conn() as c:
+            row = c.execute(f"UPDATE avsync_jobs SET status = 'running', attempts = attempts + 1, updated = %s "
+                            f"WHERE id = %s AND status IN ('queued', 'running') RETURNING {_PG_FIELDS}",
+                            (time.time(), job_id)).fetchone()
+        return self._job(row)
+
+    def delete(self, job_id: str) -> Job | None:
+        with self._conn() as c:
+            return self._job(c.execute(f"DELETE FROM avsync_jobs WHERE id = %s RETURNING {_PG_FIELDS}",
+                                       (job_id,)).fetchone())
+
+    def unfinished(self) -> list[Job]:
+        with self._conn() as c:
+            rows = c.execute(f"SELECT {_PG_FIELDS} FROM avsync_jobs WHERE status IN ('queued', 'running') "
+                             "ORDER BY created").fetchall()
+        return [self._job(r) for r in rows]
+
+    def count(self, status: str | None = None) -> int:
+        with self._conn() as c:
+            if status is None:
+                return int(c.execute("SELECT COUNT(*) FROM avsync_jobs").fetchone()[0])
+            return int(c.execute("SELECT COUNT(*) FROM avsync_jobs WHERE status = %s", (status,)).fetchone()[0])
+
+
+def _pg_reason(exc: BaseException, url: str) -> str:
+    """One line from a driver error, without the URL's password."""
+    text = " ".join(str(exc).split())[:200] or type(exc).__name__
+    try:
+        pw = urllib.parse.urlsplit(url).password
+    except ValueError:
+        pw = None
+    if pw:
+        text = text.replace(pw, "***").replace(urllib.parse.quote(pw), "***")
+    return text
 
 
 #: the SQLite store under its former name

@@ -53,9 +53,59 @@ def inside(base: str, path: str) -> bool:
     return os.path.commonpath([base, p]) == base and p != base
 
 
-async def receive_upload(request, upload_dir: str, max_bytes: int, file_field: str = "file") -> Upload:
+@dataclass(frozen=True)
+class BodyLimits:
+    """How slowly a request body may arrive: after ``grace_s`` it must keep an average of at least
+    ``min_rate`` bytes/s, and it must be complete within ``max_s`` (a client that sends a byte
+    every few seconds holds a slot for ``grace_s`` or so, not for minutes)."""
+
+    grace_s: float = 10.0
+    min_rate: float = 32 * 1024
+    max_s: float = 900.0
+
+
+async def read_body(request, limits: BodyLimits, max_bytes: int):
+    """The chunks of ``request``'s body as they arrive, within ``limits`` and ``max_bytes`` (every
+    byte counted, whatever part it belongs to); :class:`UploadError` 408 / 413 otherwise."""
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    got = 0
+    it = request.stream().__aiter__()
+    pending = None  # the next chunk, awaited across checks (cancelling it would end the stream)
+    try:
+        while True:
+            elapsed = loop.time() - start
+            if elapsed > limits.max_s:
+                raise UploadError(f"the request body took longer than {limits.max_s:g} s", 408)
+            if elapsed > limits.grace_s and got < (elapsed - limits.grace_s) * limits.min_rate:
+                raise UploadError(f"the request body arrives too slowly (under {limits.min_rate:g} bytes/s)",
+                                  408)
+            if pending is None:
+                pending = asyncio.ensure_future(it.__anext__())
+            done, _ = await asyncio.wait({pending}, timeout=0.5)
+            if not done:
+                continue
+            task, pending = pending, None
+            try:
+                chunk = task.result()
+            except StopAsyncIteration:
+                return
+            got += len(chunk)
+            if got > max_bytes:
+                raise UploadError(f"upload too large: more than {max_bytes} bytes", 413)
+            yield chunk
+    finally:
+        if pending is not None:
+            pending.cancel()
+
+
+async def receive_upload(request, upload_dir: str, max_bytes: int, file_field: str = "file",
+                         limits: BodyLimits = BodyLimits()) -> Upload:
     """Stream the multipart body of ``request`` to disk.  Raises :class:`UploadError`
-    (413 too large, 415 not multipart, 422 no file part / bad field)."""
+    (413 too large, 415 not multipart, 422 no file part / bad field, 408 too slow).  Every part
+    counts against ``max_bytes`` (plus a little for the multipart framing and form fields)."""
     from python_multipart.multipart import MultipartParser, parse_options_header
 
     ctype, params = parse_options_header(request.headers.get("content-type", ""))
@@ -69,7 +119,7 @@ async def receive_upload(request, upload_dir: str, max_bytes: int, file_field: s
         except ValueError:
             raise UploadError("bad Content-Length header", 422) from None
     os.makedirs(upload_dir, exist_ok=True)
-    folder = os.path.join(upload_dir, uuid.uuid4().hex)
+    folder = os.path.join(upload_dir, f"{os.getpid()}-{uuid.uuid4().hex}")  # the owner's pid: see clean_stale
     os.makedirs(folder)
     tmp = os.path.join(folder, ".part")
     state = {"headers": {}, "hname": b"", "hval": b"", "kind": None, "name": None, "fname": None, "buf": b"",
@@ -127,7 +177,7 @@ async def receive_upload(request, upload_dir: str, max_bytes: int, file_field: s
         "on_header_field": on_header_field, "on_header_value": on_header_value, "on_header_end": on_header_end,
         "on_headers_finished": on_headers_finished})
     try:
-        async for chunk in request.stream():
+        async for chunk in read_body(request, limits, max_bytes + 64 * 1024):
             if chunk:
                 parser.write(chunk)
             if state["too_big"]:
@@ -174,3 +224,39 @@ def remove_upload(media_path: str) -> None:
         os.rmdir(os.path.dirname(media_path))
     except OSError:
         pass
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def clean_stale(upload_dir: str, keep: set[str]) -> int:
+    """On start: remove upload folders a dead server left behind (a killed server's partial
+    ``.part`` uploads, and the files of its /api/detect requests), except those holding a path in
+    ``keep`` (the uploads of unfinished jobs).  A folder is named ``<pid>-<random>`` by the server
+    process that received it; folders of a live process (another server on this data folder) stay.
+    Returns the number of folders removed."""
+    try:
+        names = os.listdir(upload_dir)
+    except OSError:
+        return 0
+    keep_dirs = {os.path.dirname(os.path.realpath(k)) for k in keep}
+    removed = 0
+    for name in names:
+        folder = os.path.join(upload_dir, name)
+        if not os.path.isdir(folder) or os.path.islink(folder) or os.path.realpath(folder) in keep_dirs:
+            continue
+        owner = name.split("-", 1)[0]
+        if owner.isdigit() and int(owner) != os.getpid() and _pid_alive(int(owner)):
+            continue
+        if owner.isdigit() and int(owner) == os.getpid():
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        removed += 1
+    return removed

@@ -123,12 +123,15 @@ def _cleanup_media(job: Job) -> None:
 def monitor_options(o: dict):
     """The :class:`avsync.apps.monitor.MonitorOptions` of a monitor job's options (url, window_s,
     max_windows, tolerance, method); :class:`avsync.errors.UsageError` when they are bad."""
+    from ...media.hls import FollowOptions, UrlPolicy
     from ..monitor import MonitorOptions
 
     window_s = o.get("window_s", 5.0)
     given = {k: o[k] for k in ("method", "tolerance") if k in o}
+    # no allow-list stored: nothing may be fetched (jobs of older servers had none; the API always stores it)
+    policy = UrlPolicy.allow_list(o.get("allow") or (), bool(o.get("allow_private", False)))
     return MonitorOptions(window_s=window_s, max_windows=o.get("max_windows", 6),
-                          min_window_s=min(window_s, 2.5), **given)
+                          min_window_s=min(window_s, 2.5), follow=FollowOptions(policy=policy), **given)
 
 
 def _monitor_job(job: Job, progress) -> dict:

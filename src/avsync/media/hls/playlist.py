@@ -1,7 +1,9 @@
-"""HLS playlist text -> :class:`Playlist` (media or master); no I/O here."""
+"""HLS playlist text -> :class:`Playlist` (media or master), parsed by the ``m3u8`` package; no I/O here.
+
+URIs are resolved against the playlist's own location (:func:`.urls.resolve`: RFC 3986 joining
+for URLs); whether they may be fetched is decided when they are fetched (:class:`.urls.UrlPolicy`)."""
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
 from ...errors import CannotOpen
@@ -15,6 +17,8 @@ class Segment:
     seq: int  # media sequence number
     discontinuity: bool = False
     init_uri: str | None = None  # EXT-X-MAP (fragmented MP4)
+    byterange: tuple[int, int] | None = None  # (offset, length) of EXT-X-BYTERANGE
+    init_byterange: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -32,75 +36,56 @@ class Playlist:
         return bool(self.variants)
 
 
-def _attrs(text: str) -> dict[str, str]:
-    out = {}
-    for m in re.finditer(r'([A-Z0-9-]+)=("[^"]*"|[^,]*)', text):
-        out[m.group(1)] = m.group(2).strip('"')
-    return out
+def _range(spec: str | None, uri: str, ends: dict[str, int]) -> tuple[int, int] | None:
+    """``length[@offset]`` -> (offset, length); without an offset, from where the previous range of the
+    same resource ended."""
+    if not spec:
+        return None
+    n, _, o = str(spec).partition("@")
+    try:
+        length = int(n)
+        offset = int(o) if o else ends.get(uri, 0)
+    except ValueError:
+        raise CannotOpen(f"bad byte range {str(spec)[:40]!r}", None) from None
+    if length <= 0 or offset < 0:
+        raise CannotOpen(f"bad byte range {str(spec)[:40]!r}", None)
+    ends[uri] = offset + length
+    return offset, length
 
 
 def parse_playlist(text: str, uri: str) -> Playlist:
     """Parse an HLS playlist (media or master).  Raises :class:`CannotOpen` for anything else."""
-    lines = [ln.strip() for ln in text.replace("\r", "\n").split("\n")]
-    lines = [ln for ln in lines if ln]
-    if not lines or not lines[0].lstrip("\ufeff").startswith("#EXTM3U"):
+    import m3u8
+
+    if not text.lstrip("\ufeff \t\r\n").startswith("#EXTM3U"):
         raise CannotOpen("not an HLS playlist (no #EXTM3U header)", uri)
+    try:
+        pl = m3u8.loads(text.lstrip("\ufeff \t\r\n"))
+    except Exception as exc:
+        raise CannotOpen(f"not a valid HLS playlist ({' '.join(str(exc).split())[:120]})", uri) from None
+    if pl.is_variant:
+        variants = []
+        for v in pl.playlists:
+            bw = getattr(v.stream_info, "bandwidth", None) or 0
+            variants.append((int(bw), resolve(uri, v.uri)))
+        separate = any((m.type or "").upper() == "AUDIO" and m.uri for m in pl.media)
+        return Playlist(uri, [], float(pl.target_duration or 0), int(pl.media_sequence or 0), bool(pl.is_endlist),
+                        variants, separate)
+    target = float(pl.target_duration or 0)
+    seq0 = int(pl.media_sequence or 0)
     segs: list[Segment] = []
-    variants: list[tuple[int, str]] = []
-    target = 0.0
-    seq0 = 0
-    endlist = separate_audio = False
-    dur: float | None = None
-    disc = False
-    init: str | None = None
-    pending_variant: int | None = None
-    n = 0
-    for ln in lines[1:]:
-        if ln.startswith("#"):
-            tag, _, value = ln.partition(":")
-            if tag == "#EXTINF":
-                try:
-                    dur = float(value.split(",")[0])
-                except ValueError:
-                    raise CannotOpen(f"bad #EXTINF line {ln[:60]!r}", uri) from None
-            elif tag == "#EXT-X-TARGETDURATION":
-                try:
-                    target = float(value)
-                except ValueError:
-                    pass
-            elif tag == "#EXT-X-MEDIA-SEQUENCE":
-                try:
-                    seq0 = int(value)
-                except ValueError:
-                    pass
-            elif tag == "#EXT-X-ENDLIST":
-                endlist = True
-            elif tag == "#EXT-X-DISCONTINUITY":
-                disc = True
-            elif tag == "#EXT-X-MAP":
-                a = _attrs(value)
-                if "URI" in a:
-                    init = resolve(uri, a["URI"])
-            elif tag == "#EXT-X-STREAM-INF":
-                a = _attrs(value)
-                try:
-                    pending_variant = int(a.get("BANDWIDTH", "0"))
-                except ValueError:
-                    pending_variant = 0
-            elif tag == "#EXT-X-MEDIA":
-                a = _attrs(value)
-                if a.get("TYPE") == "AUDIO" and a.get("URI"):
-                    separate_audio = True
-            elif tag == "#EXT-X-KEY":
-                a = _attrs(value)
-                if a.get("METHOD", "NONE") != "NONE":
-                    raise CannotOpen("encrypted HLS streams are not supported", uri)
+    ends: dict[str, int] = {}
+    for i, s in enumerate(pl.segments):
+        if not s.uri:
             continue
-        if pending_variant is not None:
-            variants.append((pending_variant, resolve(uri, ln)))
-            pending_variant = None
-            continue
-        segs.append(Segment(resolve(uri, ln), dur if dur is not None else target, seq0 + n, disc, init))
-        n += 1
-        dur, disc = None, False
-    return Playlist(uri, segs, target, seq0, endlist, variants, separate_audio)
+        key = getattr(s, "key", None)
+        if key is not None and (key.method or "NONE").upper() != "NONE":
+            raise CannotOpen("encrypted HLS streams are not supported", uri)
+        init = s.init_section
+        init_uri = resolve(uri, init.uri) if init is not None and init.uri else None
+        init_range = _range(getattr(init, "byterange", None), init_uri or "", {}) if init_uri else None
+        seg_uri = resolve(uri, s.uri)
+        dur = float(s.duration) if s.duration is not None else target
+        segs.append(Segment(seg_uri, dur, seq0 + i, bool(s.discontinuity), init_uri,
+                            _range(s.byterange, seg_uri, ends), init_range))
+    return Playlist(uri, segs, target, seq0, bool(pl.is_endlist), [], False)

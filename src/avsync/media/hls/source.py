@@ -6,6 +6,7 @@ boundaries and every frame keeps its container timestamp."""
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import replace
 from typing import Iterator
 
@@ -13,7 +14,7 @@ from ...errors import CannotOpen, DecodeError
 from ..base import AudioChunk, DecodeOptions, MediaInfo, MediaSource, VideoFrame
 from .decoder import SegmentDecoder
 from .fetch import FollowOptions, fetch, follow, load_playlist
-from .urls import check_location, is_url
+from .urls import UrlPolicy, check_location, is_url
 
 
 class HlsSource(MediaSource):
@@ -24,13 +25,18 @@ class HlsSource(MediaSource):
         self.follow_options = follow_options
         if not is_url(self.path) and not os.path.isfile(self.path):
             raise CannotOpen("no such file", self.path)
-        self._playlist = load_playlist(self.path, follow_options.timeout_s)
+        policy = follow_options.policy or UrlPolicy.for_top(self.path)
+        self.follow_options = follow_options = replace(follow_options, policy=policy)
+        t = follow_options.timeout_s
+        self._playlist = load_playlist(self.path, t, policy, time.monotonic() + t)
         if not self._playlist.segments:
             raise CannotOpen("playlist has no segments", self.path)
         first = self._playlist.segments[0]
         probe = SegmentDecoder(label=self.path)
-        init = fetch(first.init_uri, follow_options.timeout_s) if first.init_uri else None
-        items = probe.decode(fetch(first.uri, follow_options.timeout_s), init)
+        init = fetch(first.init_uri, t, policy=policy, deadline=time.monotonic() + t,
+                     byterange=first.init_byterange) if first.init_uri else None
+        items = probe.decode(fetch(first.uri, t, policy=policy, deadline=time.monotonic() + t,
+                                   byterange=first.byterange), init)
         p = probe.params
         v0 = next((float(i.pts) for i in items if isinstance(i, VideoFrame)), None)
         a0 = next((float(i.start) for i in items if isinstance(i, AudioChunk)), None)
