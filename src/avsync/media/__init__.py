@@ -9,8 +9,9 @@ from .base import AudioChunk, DecodeOptions, MediaInfo, MediaSource, VideoFrame,
 from .file import FileSource
 
 
-def open_media(path: str | os.PathLike) -> MediaSource:
-    """Open a media file, or an HLS playlist (``.m3u8``: an http(s) URL or a local file).
+def open_media(path: str | os.PathLike, audio_index: int | None = None) -> MediaSource:
+    """Open a media file, or an HLS playlist (``.m3u8``: an http(s) URL or a local file);
+    ``audio_index`` picks the audio track of a file (None: the first).
 
     URLs other than http(s) are refused with :class:`avsync.errors.UsageError`."""
     p = os.fspath(path)
@@ -21,7 +22,7 @@ def open_media(path: str | os.PathLike) -> MediaSource:
             check_location(p)
         if looks_like_hls(p):
             return HlsSource(p)
-    return FileSource(path)
+    return FileSource(path, audio_index)
 
 
 __all__ = ["AudioChunk", "DecodeOptions", "FileSource", "MediaInfo", "MediaSource", "VideoFrame",
