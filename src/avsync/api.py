@@ -191,9 +191,6 @@ def fix(path: str | os.PathLike, out: str | os.PathLike, offset_ms: float | None
     Raises :class:`avsync.errors.CannotMeasure` when the offset must be measured and the
     measurement is not assessable, :class:`~avsync.errors.MediaError` for unusable media (its
     ``path`` says which file) and :class:`~avsync.errors.UsageError` for bad arguments."""
-    from .media.remux import fix_file
-    from .media.retime import pieces_from_drift, pieces_from_segments, retime_file
-
     _check_args(options, progress)
     if mode not in FIX_MODES:
         raise UsageError(f"unknown fix mode {mode!r}; choose from {', '.join(FIX_MODES)}")
@@ -221,18 +218,7 @@ def fix(path: str | os.PathLike, out: str | os.PathLike, offset_ms: float | None
     else:
         offset = float(offset_ms)
     audio = options.audio_stream if isinstance(options.audio_stream, int) else None
-    if how == "segments":
-        retime_file(src, dst, pieces_from_segments(before.segments), audio)
-    elif how == "conform":
-        icpt, slope = conform_line(before)
-        retime_file(src, dst, pieces_from_drift(icpt, slope), audio)
-        offset = icpt
-    elif audio:
-        from .media.retime import Piece
-
-        retime_file(src, dst, [Piece(0.0, offset)], audio)
-    else:
-        fix_file(src, dst, offset)
+    offset = _apply(src, dst, how, offset, before, audio)
     after = None
     per_segment = []
     if verify:
@@ -247,6 +233,41 @@ def fix(path: str | os.PathLike, out: str | os.PathLike, offset_ms: float | None
         per_segment = [{"start_s": round(s0, 3), "end_s": round(s1, 3), "before_ms": round(off, 2),
                         "before_confidence": round(conf, 4)} for s0, s1, off, conf in spans]
     return FixResult(src, dst, offset, before, after, mode=how, segments=per_segment)
+
+
+def _apply(src: str, dst: str, how: str, offset: float, report: Report | None, audio: int | None) -> float:
+    """Write the correction ``how`` ('shift', 'segments', 'conform') of ``src`` to ``dst``;
+    returns the offset applied (the conform line's intercept for 'conform')."""
+    from .media.remux import fix_file
+    from .media.retime import Piece, pieces_from_drift, pieces_from_segments, retime_file
+
+    if how == "segments":
+        retime_file(src, dst, pieces_from_segments(report.segments), audio)
+    elif how == "conform":
+        icpt, slope = conform_line(report)
+        retime_file(src, dst, pieces_from_drift(icpt, slope), audio)
+        return icpt
+    elif audio:
+        retime_file(src, dst, [Piece(0.0, offset)], audio)
+    else:
+        fix_file(src, dst, offset)
+    return offset
+
+
+def fix_from_report(path: str | os.PathLike, out: str | os.PathLike, report: Report) -> FixResult:
+    """Write the correction a finished ``report`` of ``path`` calls for (no measuring, no
+    re-measuring): each segment moved when the offset steps, the conform undone when the drift is
+    one, else the whole stream moved.  :class:`~avsync.errors.CannotMeasure` when the report has
+    nothing to correct by."""
+    src, dst = _path(path), _path(out, "out")
+    if report.offset_ms is None or report.verdict == "not_assessable":
+        raise CannotMeasure(f"nothing to correct by ({report.reason or 'no usable cue'})", src, report)
+    conform = report.drift.conform if report.drift is not None else None
+    how = "segments" if report.several_offsets else (
+        "conform" if conform is not None and report.offset_model == "drift" else "shift")
+    audio = report.media.get("audio_stream") if (report.media.get("audio_tracks") or 0) > 1 else None
+    offset = _apply(src, dst, how, float(report.offset_ms), report, audio)
+    return FixResult(src, dst, offset, report, None, mode=how)
 
 
 #: how ``fix`` corrects a measured file (see :func:`fix`)
