@@ -98,7 +98,26 @@ def _analyse(features: Features, options: DetectOptions, progress: Progress | No
             windows.append(Window(t0, t1, e.offset_ms, e.confidence))
             if progress is not None and i % 20 == 0:
                 progress("windows", i + 1, len(spans))
-    return build_report(info.to_dict(), name, whole, windows, tol)
+    probe, measure = _span_probes(est, features)
+    return build_report(info.to_dict(), name, whole, windows, tol, probe=probe, measure=measure,
+                        window_s=options.window_s, hop_s=options.hop_s)
+
+
+def _span_probes(est: Estimator, features):
+    """The estimator over any span, for the segmentation: its lag profile (``probe``) and its
+    offset and confidence (``measure``)."""
+
+    def probe(t0: float, t1: float):
+        e = est.estimate(features, t0, t1)
+        if e.profile is None:
+            return None
+        return e.profile.lag_ms, e.profile.value, e.profile.kind
+
+    def measure(t0: float, t1: float):
+        e = est.estimate(features, t0, t1)
+        return e.offset_ms, e.confidence
+
+    return probe, measure
 
 
 def detect(path: str | os.PathLike, options: DetectOptions = DetectOptions(),
@@ -106,7 +125,33 @@ def detect(path: str | os.PathLike, options: DetectOptions = DetectOptions(),
     """Measure the audio-video offset of one file.  Raises :class:`avsync.errors.MediaError`
     (unusable media) or :class:`avsync.errors.UsageError` (bad arguments)."""
     _check_args(options, progress)
+    return _detect(_path(path), options, progress)[0]
+
+
+def audio_track_count(path: str | os.PathLike) -> int:
+    """How many audio streams the file has (0 for none)."""
+    from .media.base import open_container
+
+    with open_container(_path(path)) as c:
+        return len(c.streams.audio)
+
+
+def detect_tracks(path: str | os.PathLike, options: DetectOptions = DetectOptions(),
+                  progress: Progress | None = None) -> list[Report]:
+    """One report per audio track of the file (``options.audio_stream`` is ignored)."""
+    import dataclasses
+
+    _check_args(options, progress)
     path = _path(path)
+    n = audio_track_count(path)
+    if n == 0:
+        return [_detect(path, options, progress)[0]]  # the usual one-line 'no audio' error
+    return [_detect(path, dataclasses.replace(options, audio_stream=k), progress)[0] for k in range(n)]
+
+
+def _detect(path: str, options: DetectOptions, progress: Progress | None):
+    """The report and ``measure(t0, t1) -> (offset_ms, confidence)`` over any span of the file
+    (None for methods that decode the file themselves)."""
     t = time.perf_counter()
     # the estimator is built once, here when the method is named; after decoding for 'auto'
     est = _estimator(options.method, options) if options.method != "auto" else None
@@ -114,23 +159,26 @@ def detect(path: str | os.PathLike, options: DetectOptions = DetectOptions(),
         # methods that need their own decoding (e.g. syncnet: colour face crops) build the report themselves
         report = est.detect_file(path, options, progress)
         report.elapsed_s = time.perf_counter() - t
-        return report
+        return report, None
     learned = est is not None and est.trajectories
     if options.method in ("auto", "lips", "closures"):
         warn_fallback_once()
     if learned and est is not None:  # fail fast (missing weights / torch) before decoding
         est.prepare()
-    with open_media(path) as src:
+    with open_media(path, options.audio_stream) as src:
         faces = "off" if options.method == "motion" else "auto"
         feats = extract_features(src, faces=faces, progress=progress, trajectories=learned, threads=options.threads)
         jumps = list(getattr(src, "discontinuities", None) or [])
     if jumps:  # the features end at the first: measure what comes before it
         feats = _cut_at(feats, jumps[0])
+    name = choose_method(options.method, feats)
+    if est is None or est.name != name:
+        est = _estimator(name, options)
     report = _analyse(feats, options, progress, est)
     if jumps:
         report.extra["discontinuity"] = {k: jumps[0][k] for k in ("at_s", "jump_s")}
     report.elapsed_s = time.perf_counter() - t
-    return report
+    return report, _span_probes(est, feats)[1]
 
 
 def _cut_at(feats: Features, jump: dict) -> Features:
@@ -148,17 +196,22 @@ def _cut_at(feats: Features, jump: dict) -> Features:
 
 def fix(path: str | os.PathLike, out: str | os.PathLike, offset_ms: float | None = None,
         options: DetectOptions = DetectOptions(), verify: bool = True,
-        progress: Progress | None = None) -> FixResult:
-    """Write a re-timed copy of ``path`` to ``out`` (no re-encoding) that corrects ``offset_ms``
-    (contract sign: > 0 the audio leads, fixed by delaying the audio); measured with ``options``
-    when None.  ``verify`` re-measures ``out``.  ``progress`` hears both measurements.
+        progress: Progress | None = None, mode: str = "auto") -> FixResult:
+    """Write a corrected copy of ``path`` to ``out`` and re-measure it (``verify``).
+
+    ``offset_ms`` given (contract sign: > 0 the audio leads, fixed by delaying the audio): the
+    whole stream is moved by it (no re-encoding).  Else the offset is measured with ``options``
+    and ``mode`` chooses the correction: ``auto`` moves each segment by its own offset when the
+    offset steps (only the audio is re-encoded), undoes a conform drift by changing the audio's
+    speed, and moves the whole stream otherwise; ``shift`` always moves the whole stream.
+    ``progress`` hears both measurements.
 
     Raises :class:`avsync.errors.CannotMeasure` when the offset must be measured and the
     measurement is not assessable, :class:`~avsync.errors.MediaError` for unusable media (its
     ``path`` says which file) and :class:`~avsync.errors.UsageError` for bad arguments."""
-    from .media.remux import fix_file
-
     _check_args(options, progress)
+    if mode not in FIX_MODES:
+        raise UsageError(f"unknown fix mode {mode!r}; choose from {', '.join(FIX_MODES)}")
     src, dst = _path(path), _path(out, "out")
     if os.path.abspath(src) == os.path.abspath(dst):
         raise UsageError("the output must differ from the input (the input is never overwritten)")
@@ -166,15 +219,89 @@ def fix(path: str | os.PathLike, out: str | os.PathLike, offset_ms: float | None
                                   or not math.isfinite(offset_ms)):
         raise UsageError(f"offset_ms must be a finite number, not {offset_ms!r}")
     before = None
+    spans: list = []
+    how = "shift"
     if offset_ms is None:
-        before = detect(src, options, progress)
+        before, _ = _detect(src, options, progress)
         if before.offset_ms is None or before.verdict == "not_assessable":
             why = before.reason or "no usable cue"
             conf = f", confidence {before.confidence:.2f}" if before.offset_ms is not None else ""
             raise CannotMeasure(f"cannot measure the offset reliably ({why}{conf})", src, before)
         offset = float(before.offset_ms)
+        conform = before.drift.conform if before.drift is not None else None
+        if mode == "auto" and before.several_offsets:
+            how, spans = "segments", [(g.start_s, g.end_s, g.offset_ms, g.confidence) for g in before.segments]
+        elif mode == "auto" and conform is not None and before.offset_model == "drift":
+            how = "conform"
     else:
         offset = float(offset_ms)
-    fix_file(src, dst, offset)
-    after = detect(dst, options, progress) if verify else None
-    return FixResult(src, dst, offset, before, after)
+    audio = options.audio_stream if isinstance(options.audio_stream, int) else None
+    offset = _apply(src, dst, how, offset, before, audio)
+    after = None
+    per_segment = []
+    if verify:
+        after, measure = _detect(dst, options, progress)
+        for s0, s1, off, conf in spans:
+            a_off, a_conf = measure(s0 + 0.25, s1 - 0.25) if measure is not None else (None, 0.0)
+            per_segment.append({"start_s": round(s0, 3), "end_s": round(s1, 3), "before_ms": round(off, 2),
+                                "before_confidence": round(conf, 4),
+                                "after_ms": None if a_off is None else round(a_off, 2),
+                                "after_confidence": round(a_conf, 4)})
+    elif spans:
+        per_segment = [{"start_s": round(s0, 3), "end_s": round(s1, 3), "before_ms": round(off, 2),
+                        "before_confidence": round(conf, 4)} for s0, s1, off, conf in spans]
+    return FixResult(src, dst, offset, before, after, mode=how, segments=per_segment)
+
+
+def _apply(src: str, dst: str, how: str, offset: float, report: Report | None, audio: int | None) -> float:
+    """Write the correction ``how`` ('shift', 'segments', 'conform') of ``src`` to ``dst``;
+    returns the offset applied (the conform line's intercept for 'conform')."""
+    from .media.remux import fix_file
+    from .media.retime import Piece, pieces_from_drift, pieces_from_segments, retime_file
+
+    if how == "segments":
+        retime_file(src, dst, pieces_from_segments(report.segments), audio)
+    elif how == "conform":
+        icpt, slope = conform_line(report)
+        retime_file(src, dst, pieces_from_drift(icpt, slope), audio)
+        return icpt
+    elif audio:
+        retime_file(src, dst, [Piece(0.0, offset)], audio)
+    else:
+        fix_file(src, dst, offset)
+    return offset
+
+
+def fix_from_report(path: str | os.PathLike, out: str | os.PathLike, report: Report) -> FixResult:
+    """Write the correction a finished ``report`` of ``path`` calls for (no measuring, no
+    re-measuring): each segment moved when the offset steps, the conform undone when the drift is
+    one, else the whole stream moved.  :class:`~avsync.errors.CannotMeasure` when the report has
+    nothing to correct by."""
+    src, dst = _path(path), _path(out, "out")
+    if report.offset_ms is None or report.verdict == "not_assessable":
+        raise CannotMeasure(f"nothing to correct by ({report.reason or 'no usable cue'})", src, report)
+    conform = report.drift.conform if report.drift is not None else None
+    how = "segments" if report.several_offsets else (
+        "conform" if conform is not None and report.offset_model == "drift" else "shift")
+    audio = report.media.get("audio_stream") if (report.media.get("audio_tracks") or 0) > 1 else None
+    offset = _apply(src, dst, how, float(report.offset_ms), report, audio)
+    return FixResult(src, dst, offset, report, None, mode=how)
+
+
+#: how ``fix`` corrects a measured file (see :func:`fix`)
+FIX_MODES = ("auto", "shift")
+
+
+def conform_line(report: Report) -> tuple[float, float]:
+    """(intercept ms, ms per minute) of a conform drift: the conform's exact slope, the intercept
+    refitted through the confident windows with that slope."""
+    import numpy as np
+
+    slope = float(report.drift.conform["expected_ms_per_min"])
+    ok = [w for w in report.windows if w.offset_ms is not None and w.confidence >= 0.5] or \
+        [w for w in report.windows if w.offset_ms is not None]
+    t = np.array([(w.start_s + w.end_s) / 2 for w in ok])
+    y = np.array([w.offset_ms for w in ok])
+    wts = np.array([max(w.confidence, 1e-3) for w in ok])
+    icpt = float(np.average(y - slope / 60.0 * t, weights=wts)) if ok else report.drift.intercept_ms
+    return icpt, slope

@@ -99,6 +99,9 @@ class DetectOptions:
     #: detections side by side.  Never changes the result.  (Methods that decode the file
     #: themselves, such as syncnet, keep FFmpeg's choice.)
     threads: int | None = None
+    #: the audio track to measure: its number among the file's audio streams (None: the first);
+    #: every track: :func:`avsync.api.detect_tracks`
+    audio_stream: int | None = None
 
     def __post_init__(self) -> None:
         check_method(self.method)
@@ -106,6 +109,7 @@ class DetectOptions:
         for name in ("max_lag_ms", "window_s", "hop_s"):
             check_number(name, getattr(self, name))
         check_number("threads", self.threads, minimum=1, strict=False, whole=True, optional=True)
+        check_number("audio_stream", self.audio_stream, minimum=0, strict=False, whole=True, optional=True)
         _check_flag("timeline", self.timeline)
         _check_flag("fusion", self.fusion)
         _check_path("weights", self.weights)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import UsageError
-from .report import Drift, Report, Tolerance, Window
+from .report import MIN_CONFIDENCE, Drift, Report, Tolerance, Window
 
 
 PRESETS = {
@@ -18,8 +18,7 @@ TOLERANCE_NAMES = [*PRESETS, "frame"]
 #: the preset every entry point uses unless told otherwise
 DEFAULT_TOLERANCE = "ebu-r37"
 
-#: below this confidence a measured offset is reported but not judged
-MIN_CONFIDENCE = 0.5
+#: below this confidence a measured offset is reported but not judged (defined in report)
 
 
 def tolerance(name: str, fps: float | None = None) -> Tolerance:
@@ -73,21 +72,45 @@ def fit_drift(times_s, offsets_ms, weights=None, min_points: int = 3, min_span_s
 
 
 def build_report(media: dict, method: str, whole, windows: list[Window], tol: Tolerance,
-                 veto: str | None = None, extra: dict | None = None) -> Report:
+                 veto: str | None = None, extra: dict | None = None, probe=None, measure=None,
+                 window_s: float | None = None, hop_s: float | None = None,
+                 warnings: list[str] | None = None) -> Report:
     """The report from a whole-file estimate (an ``Estimate``) and its timeline windows: the
-    verdict against ``tol``, the drift through the assessable windows, the reason.  ``veto`` makes
-    the verdict ``not_assessable`` with that reason although an offset was measured (e.g. silence)."""
+    verdict against ``tol``, the drift through the assessable windows, the pieces of constant
+    offset (:mod:`avsync.segmentation`; ``probe`` / ``measure`` refine them with the estimator),
+    the reason.  ``veto`` makes the verdict ``not_assessable`` with that reason although an offset
+    was measured (e.g. silence)."""
+    from .segmentation import match_conform, segment_windows
+
     drift = None
     ok = [w for w in windows if w.offset_ms is not None]
     if len(ok) >= 3:
         drift = fit_drift([(w.start_s + w.end_s) / 2 for w in ok], [w.offset_ms for w in ok],
                           [max(w.confidence, 1e-3) for w in ok])
+    seg = segment_windows(windows, window_s, hop_s, media.get("video_fps"), probe, measure) if windows else None
+    if drift is not None and seg is not None and seg.model == "drift":
+        conform = match_conform(drift.ms_per_min, drift.r2)
+        if conform is not None:
+            drift = Drift(drift.ms_per_min, drift.r2, drift.intercept_ms, conform)
     v = verdict(whole.offset_ms, whole.confidence, tol)
     reason = whole.reason
     if v == "not_assessable" and whole.offset_ms is not None:
         reason = "low confidence"
+    segments = seg.segments if seg is not None and seg.model == "steps" else []
+    if seg is not None and seg.model != "steps" and seg.segments:
+        segments = seg.segments  # one piece: the whole timeline
+    changes = seg.changes if seg is not None else []
+    if len(segments) > 1:
+        judged = [g for g in segments if g.confidence >= MIN_CONFIDENCE]
+        if any(not tol.accepts(g.offset_ms) for g in judged):
+            v = "out_of_sync"
+        elif judged and len(judged) == len(segments):
+            v = "in_sync"
+        reason = f"{len(segments)} offsets: the offset steps at " + ", ".join(f"{c.time_s:.1f} s" for c in changes)
     if veto is not None:
         v, reason = "not_assessable", veto
     return Report(media=media, method=method, offset_ms=whole.offset_ms, confidence=whole.confidence,
                   verdict=v, tolerance=tol, windows=windows, drift=drift, profile=whole.profile,
-                  reason=reason, cue=whole.cue, stats=whole.stats, extra=dict(extra or {}))
+                  reason=reason, cue=whole.cue, stats=whole.stats, extra=dict(extra or {}),
+                  segments=segments, changes=changes, offset_model=seg.model if seg is not None else None,
+                  warnings=list(warnings or []))

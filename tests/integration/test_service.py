@@ -64,7 +64,7 @@ def test_analyze_has_plot_and_segment_labels(client, speech_clip):
     assert base64.b64decode(d["plot_png_base64"])[:8] == b"\x89PNG\r\n\x1a\n"
     assert len(d["windows"]) > 3
     # the labels of avsync.classify: one per 1-s segment of the ~12.7-s clip, as ``avsync classify`` gives
-    segs = d["segments"]
+    segs = d["labels"]
     assert isinstance(segs, list) and len(segs) >= 10, segs
     for s in segs:
         assert set(s) == {"start_s", "end_s", "label", "p_sync", "fault"}, s

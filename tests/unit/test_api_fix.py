@@ -38,7 +38,7 @@ def _report(offset_ms, confidence=0.9, verdict="out_of_sync", reason=None) -> Re
 def test_fix_result_json_and_text():
     r = FixResult("in.mp4", "out.mkv", 200.0, before=_report(200.0), after=_report(3.0, verdict="in_sync"))
     d = json.loads(r.to_json())
-    assert list(d) == ["schema", "input", "output", "applied_offset_ms", "delayed", "before", "after"]
+    assert list(d) == ["schema", "input", "output", "applied_offset_ms", "delayed", "before", "after", "mode", "segments"]
     assert d["schema"] == "avsync.fix/1" and d["delayed"] == "audio" and d["applied_offset_ms"] == 200.0
     assert d["before"]["offset_ms"] == 200.0 and d["after"]["verdict"] == "in_sync"
     assert r.to_text().splitlines() == [
@@ -102,13 +102,13 @@ def test_fix_refuses_bad_arguments(leading, tmp_path):
 
 def test_fix_not_assessable_raises_with_the_report(leading, tmp_path, monkeypatch):
     na = _report(None, confidence=0.0, verdict="not_assessable", reason="no motion")
-    monkeypatch.setattr(api, "detect", lambda *a, **k: na)
+    monkeypatch.setattr(api, "_detect", lambda *a, **k: (na, None))
     with pytest.raises(CannotMeasure) as exc:
         fix(leading, tmp_path / "o.mkv")
     assert isinstance(exc.value, MediaError) and exc.value.report is na and exc.value.path == str(leading)
     assert str(exc.value) == f"{leading}: cannot measure the offset reliably (no motion)"
     low = _report(150.0, confidence=0.3, verdict="not_assessable", reason="low confidence")
-    monkeypatch.setattr(api, "detect", lambda *a, **k: low)
+    monkeypatch.setattr(api, "_detect", lambda *a, **k: (low, None))
     with pytest.raises(CannotMeasure, match=r"\(low confidence, confidence 0.30\)"):
         fix(leading, tmp_path / "o.mkv")
     assert os.listdir(tmp_path) == []

@@ -24,7 +24,9 @@ try:
            "windows": len(d["windows"])}
 except Exception as exc:
     out = {"error": f"{type(exc).__name__}: {exc}"[:300]}
-out["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+# VmHWM: this process image's own peak (ru_maxrss keeps the forking parent's peak across exec)
+with open("/proc/self/status") as fh:
+    out["peak_mb"] = next(int(l.split()[1]) for l in fh if l.startswith("VmHWM")) / 1024
 print(json.dumps(out))
 """
 

@@ -42,7 +42,12 @@ try:
     rc = main(["detect", sys.argv[1], "--json", "--method", sys.argv[2]])
 except SystemExit as exc:
     rc = exc.code if isinstance(exc.code, int) else 1
-sys.stderr.write("\n@@maxrss_kb %d\n" % resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+try:  # this image's own peak: ru_maxrss keeps the forking parent's peak across exec
+    with open("/proc/self/status") as fh:
+        peak_kb = next(int(l.split()[1]) for l in fh if l.startswith("VmHWM"))
+except (OSError, StopIteration):
+    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+sys.stderr.write("\n@@maxrss_kb %d\n" % peak_kb)
 sys.stderr.flush()
 sys.exit(rc)
 """

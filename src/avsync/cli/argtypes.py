@@ -81,3 +81,16 @@ def add_analysis_arguments(group, timeline: bool = True) -> None:
         group.add_argument("--window-s", type=number, metavar="S",
                            help=f"timeline window length (default {D.window_s:g})")
         group.add_argument("--hop-s", type=number, metavar="S", help=f"timeline hop (default {D.hop_s:g})")
+
+
+def audio_stream(text: str):
+    """``--audio-stream``: a track number (0 = the first audio stream) or 'all'."""
+    if text.strip().lower() == "all":
+        return "all"
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a track number or 'all': {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0 or 'all': {text!r}")
+    return v

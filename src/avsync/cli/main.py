@@ -21,7 +21,8 @@ import warnings
 from .. import __version__
 from ..errors import AvsyncError, CannotMeasure, UsageError
 from ..options import CROPS, PRECISIONS, SYNCNET_FRAMES, DetectOptions
-from .argtypes import ANALYSIS_OPTIONS, add_analysis_arguments, finite, given_options, number, positive
+from .argtypes import (ANALYSIS_OPTIONS, add_analysis_arguments, audio_stream, finite, given_options, number,
+                       positive)
 
 PROG = "avsync"
 EXIT_OK, EXIT_CHECK, EXIT_USAGE, EXIT_MEDIA = 0, 1, 2, 3
@@ -104,6 +105,9 @@ def _options(args) -> DetectOptions:
     precision = _precision(args)
     if precision is not None:
         extra["precision"] = precision
+    track = getattr(args, "audio_stream", None)
+    if isinstance(track, int):
+        extra["audio_stream"] = track
     return DetectOptions(**given_options(args, ANALYSIS_OPTIONS + ("weights", "crop", "debug_dir",
                                                                 "syncnet_frames")), **extra)
 
@@ -122,11 +126,14 @@ def _bar(path: str, args):
 
 
 def _detect(path: str, options, args):
-    from ..api import detect
+    """The reports of ``path``: one, or one per audio track with ``--audio-stream all``."""
+    from ..api import detect, detect_tracks
 
     bar = _bar(path, args)
     try:
-        return detect(path, options, bar)
+        if getattr(args, "audio_stream", None) == "all":
+            return detect_tracks(path, options, bar)
+        return [detect(path, options, bar)]
     finally:
         bar.close()
 
@@ -158,7 +165,7 @@ def cmd_detect(args) -> int:
     try:
         for path, png in zip(args.media, plots):
             try:
-                report = _detect(path, options, args)
+                reports = _detect(path, options, args)
             except UsageError:
                 raise  # the same for every input: stop, exit 2
             except KeyboardInterrupt:
@@ -170,30 +177,27 @@ def cmd_detect(args) -> int:
                 if csv_rows is not None:
                     csv_rows.append(result_row(path, error=_error_line(path, exc)))
                 continue
-            if csv_rows is not None:
-                csv_rows.append(result_row(path, report, elapsed_s=report.elapsed_s))
-            if report.verdict == "out_of_sync":
-                out_of_sync += 1
-            line = report.to_json()
-            if args.json:
-                _print(line)
-            else:
-                if not first_text:
-                    _print("")
-                _print(report.to_text())
-                first_text = False
-            if out_fh is not None:
-                out_fh.write(line + "\n")
-                out_fh.flush()
-            if png:
-                try:
-                    from ..plot import plot_report
-
-                    plot_report(report, png)
-                    log.info("wrote %s", png)
-                except Exception as exc:
-                    _err(f"{png}: cannot write plot ({' '.join(str(exc).split()) or type(exc).__name__})")
-                    failed += 1
+            pngs = [png] if len(reports) == 1 or not png else [
+                f"{os.path.splitext(png)[0]}_a{r.media.get('audio_stream')}{os.path.splitext(png)[1] or '.png'}"
+                for r in reports]
+            for report, png_k in zip(reports, pngs):
+                if csv_rows is not None:
+                    csv_rows.append(result_row(path, report, elapsed_s=report.elapsed_s))
+                if report.verdict == "out_of_sync":
+                    out_of_sync += 1
+                line = report.to_json()
+                if args.json:
+                    _print(line)
+                else:
+                    if not first_text:
+                        _print("")
+                    _print(report.to_text())
+                    first_text = False
+                if out_fh is not None:
+                    out_fh.write(line + "\n")
+                    out_fh.flush()
+                if png_k:
+                    failed += _write_plot(report, png_k)
     finally:
         if out_fh is not None:
             out_fh.close()
@@ -204,6 +208,19 @@ def cmd_detect(args) -> int:
     if args.check and out_of_sync:
         return EXIT_CHECK
     return EXIT_OK
+
+
+def _write_plot(report, png: str) -> int:
+    """Draw ``report`` to ``png`` and say where on stderr; 1 when it could not be written."""
+    try:
+        from ..plot import plot_report
+
+        plot_report(report, png)
+    except Exception as exc:
+        _err(f"{png}: cannot write plot ({' '.join(str(exc).split()) or type(exc).__name__})")
+        return 1
+    _err(f"plot written to {png}")
+    return 0
 
 
 def _check_writable(path: str) -> None:
@@ -238,7 +255,9 @@ def cmd_fix(args) -> int:
     options = _options(args)
     bar = _bar(src, args)
     try:
-        result = fix(src, dst, args.offset_ms, options, verify=not args.no_verify, progress=bar)
+        if args.audio_stream == "all":
+            raise UsageError("fix corrects one audio track: give --audio-stream N")
+        result = fix(src, dst, args.offset_ms, options, verify=not args.no_verify, progress=bar, mode=args.mode)
     except UsageError:
         raise
     except KeyboardInterrupt:
@@ -356,6 +375,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--plot", metavar="PNG",
                    help="draw the timeline to PNG (several inputs: the input's stem is added to the name)")
     d.add_argument("--check", action="store_true", help="exit 1 when some input is out of sync")
+    d.add_argument("--audio-stream", type=audio_stream, metavar="N|all",
+                   help="the audio track to measure: its number among the audio streams (0 = the first, the "
+                        "default) or 'all' for one result per track")
     d.add_argument("--csv", metavar="FILE",
                    help="also write one CSV row per input (the columns of `avsync batch --csv`: input, status, "
                         "offset, confidence, verdict, ..., lse_d, lse_c)")
@@ -369,6 +391,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="offset to correct (contract sign: > 0 audio leads); measured when omitted")
     f.add_argument("--json", action="store_true", help="print the before/after result as one JSON document")
     f.add_argument("--no-verify", action="store_true", help="do not re-measure OUT")
+    f.add_argument("--mode", choices=("auto", "shift"), default="auto",
+                   help="auto (default): when the offset steps, move each segment's audio by its own offset; "
+                        "when it drifts like a frame-rate conform, change the audio's speed (both re-encode the "
+                        "audio only); else move the whole stream without re-encoding. shift: always move the "
+                        "whole stream by the whole-file offset")
+    f.add_argument("--conform", dest="mode", action="store_const", const="auto",
+                   help="undo a frame-rate conform drift when one is found (what --mode auto does)")
+    f.add_argument("--audio-stream", type=audio_stream, metavar="N",
+                   help="the audio track to measure and correct (0 = the first audio stream; default 0); the "
+                        "other tracks are copied unchanged")
     f.set_defaults(func=cmd_fix)
 
     s = sub.add_parser("sample", help="write a synthetic test clip with a known offset",

@@ -23,8 +23,9 @@ def playlists_allowed() -> bool:
     return _playlists["allowed"]
 
 
-def open_media(path: str | os.PathLike) -> MediaSource:
-    """Open a media file, or an HLS playlist (``.m3u8``: an http(s) URL or a local file).
+def open_media(path: str | os.PathLike, audio_index: int | None = None) -> MediaSource:
+    """Open a media file, or an HLS playlist (``.m3u8``: an http(s) URL or a local file);
+    ``audio_index`` picks the audio track of a file (None: the first).
 
     URLs other than http(s) are refused with :class:`avsync.errors.UsageError`; after
     :func:`refuse_playlists`, a playlist or URL is refused with :class:`avsync.errors.CannotOpen`."""
@@ -37,12 +38,12 @@ def open_media(path: str | os.PathLike) -> MediaSource:
                 raise CannotOpen("URLs are not opened here (media files only)", None)
             if looks_like_hls(p):
                 raise CannotOpen("an HLS playlist, not a media file: playlists are never followed here", p)
-            return FileSource(path)
+            return FileSource(path, audio_index)
         if is_url(p):
             check_location(p)
         if looks_like_hls(p):
             return HlsSource(p)
-    return FileSource(path)
+    return FileSource(path, audio_index)
 
 
 __all__ = ["AudioChunk", "DecodeOptions", "FileSource", "MediaInfo", "MediaSource", "VideoFrame",

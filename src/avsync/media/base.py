@@ -52,6 +52,9 @@ class MediaInfo:
     video_codec: str | None = None
     audio_codec: str | None = None
     format_name: str | None = None
+    #: the audio track measured (its number among the audio streams) and how many there are
+    audio_stream: int | None = None
+    audio_tracks: int | None = None
 
     @property
     def has_audio(self) -> bool:
@@ -278,12 +281,30 @@ def video_stream(container):
     return None
 
 
-def audio_stream(container):
-    """The first audio stream with a sample rate, or None."""
+def audio_stream(container, index: int | None = None):
+    """The first audio stream with a sample rate, or None; ``index``: the audio track of that
+    number (0 = the first audio stream of the file) or :class:`CannotOpen` when there is none."""
+    if index is not None:
+        tracks = list(container.streams.audio)
+        if not 0 <= index < len(tracks):
+            raise CannotOpen(f"no audio track {index} (the file has {len(tracks)}: "
+                             f"{', '.join(str(i) for i in range(len(tracks))) or 'none'})")
+        return tracks[index]
     for s in container.streams.audio:
         if s.codec_context is not None and (s.codec_context.sample_rate or 0) > 0:
             return s
     return None
+
+
+def audio_tracks(container) -> list[dict]:
+    """Every audio stream: {index (among the audio tracks), codec, channels, rate, language}."""
+    out = []
+    for i, s in enumerate(container.streams.audio):
+        ctx = s.codec_context
+        out.append({"index": i, "codec": ctx.name if ctx else None, "channels": ctx.channels if ctx else None,
+                    "rate": ctx.sample_rate if ctx else None,
+                    "language": (s.metadata or {}).get("language")})
+    return out
 
 
 def frame_rate(stream) -> Fraction | None:

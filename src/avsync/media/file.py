@@ -17,8 +17,9 @@ NOT_MEDIA_FORMATS = {"tty": "text", "txt": "text"}
 class FileSource(MediaSource):
     """A local file (or anything PyAV can open by name)."""
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, audio_index: int | None = None):
         self.path = os.fspath(path)
+        self.audio_index = audio_index
         self._container = open_container(self.path)
         fmt = getattr(self._container.format, "name", "") or ""
         if fmt in NOT_MEDIA_FORMATS:
@@ -26,6 +27,10 @@ class FileSource(MediaSource):
             raise CannotOpen(f"not a media file (read as {NOT_MEDIA_FORMATS[fmt]})", self.path)
         try:
             self._info = self._probe()
+        except CannotOpen as exc:
+            self.close()
+            exc.path = self.path
+            raise
         except Exception as exc:
             self.close()
             raise CannotOpen(f"cannot read the stream parameters ({short_reason(exc)})", self.path) from None
@@ -33,7 +38,7 @@ class FileSource(MediaSource):
     # -- description -------------------------------------------------------------------
     def _probe(self) -> MediaInfo:
         c = self._container
-        v, a = video_stream(c), audio_stream(c)
+        v, a = video_stream(c), audio_stream(c, self.audio_index)
         fps = None
         width = height = None
         vstart = astart = None
@@ -70,6 +75,8 @@ class FileSource(MediaSource):
             video_codec=v.codec_context.name if v is not None else None,
             audio_codec=a.codec_context.name if a is not None else None,
             format_name=c.format.name,
+            audio_stream=(list(c.streams.audio).index(a) if a is not None else None),
+            audio_tracks=len(c.streams.audio),
         )
 
     def _peek_rotation(self, v) -> int:
@@ -110,7 +117,7 @@ class FileSource(MediaSource):
         if c is None:
             raise CannotOpen("source is closed", self.path)
         v = video_stream(c) if options.video else None
-        a = audio_stream(c) if options.audio else None
+        a = audio_stream(c, self.audio_index) if options.audio else None
         if v is not None:
             configure_video(v, options)
         dec = Decoder(options, self.path)

@@ -34,7 +34,8 @@ _FORMATS = {
 }
 
 
-def _format_for(dst: str) -> str | None:
+def format_for(dst: str) -> str | None:
+    """The libavformat muxer for ``dst``'s extension (None: let PyAV guess)."""
     ext = os.path.splitext(dst)[1].lower()
     if not ext:
         return None
@@ -77,7 +78,7 @@ def shift_streams(src: str | os.PathLike, dst: str | os.PathLike, audio_delay_s:
     if not math.isfinite(audio_delay_s):
         raise MediaError("the delay is not a finite number", src)
     inp = open_container(src)
-    fmt = _format_for(dst)
+    fmt = format_for(dst)
     try:
         streams = [s for s in inp.streams if s.type in ("video", "audio") and not is_cover_art(s)]
         if not any(s.type == "video" for s in streams) or not any(s.type == "audio" for s in streams):

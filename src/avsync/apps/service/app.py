@@ -324,8 +324,9 @@ def create_app(config: ServiceConfig = ServiceConfig()) -> FastAPI:
 
     @app.post("/api/analyze", summary="Report with timeline, plot (base64 PNG) and segment labels",
               openapi_extra={"requestBody": _UPLOAD_BODY},
-              responses={200: {"description": "report + plot_png_base64 + segments (the 1-s labels of `avsync "
-                                               "classify`, or {error} when the classifier cannot run)",
+              responses={200: {"description": "report + plot_png_base64 + labels (the 1-s labels of `avsync "
+                                               "classify`, or {error} when the classifier cannot run; the "
+                                               "report's own segments are its pieces of constant offset)",
                                **_OBJ}, 413: _ERR, 415: _ERR, 422: _ERR, 503: _ERR})
     async def api_analyze(request: Request):
         return await _sync(request, analyze=True)
@@ -391,6 +392,31 @@ def create_app(config: ServiceConfig = ServiceConfig()) -> FastAPI:
             return _error(409 if job.status in ("queued", "running") else 404, f"no plot (job is {job.status})")
         return FileResponse(job.plot_path, media_type="image/png")
 
+    def _fixed(job) -> str | None:
+        if not job.plot_path:
+            return None
+        from .worker import fixed_path_for
+
+        p = fixed_path_for(job.plot_path, job.name or "upload")
+        return p if os.path.isfile(p) else None
+
+    @app.get("/api/jobs/{job_id}/fixed", summary="The finished job's corrected file (out-of-sync files only)",
+             responses={200: {"description": "the corrected media file", "content": {"application/octet-stream": {}}},
+                        404: _ERR, 409: _ERR})
+    async def api_job_fixed(job_id: str):
+        job, err = _job(job_id)
+        if err:
+            return err
+        if job.status in ("queued", "running"):
+            return _error(409, f"job is {job.status}")
+        path = _fixed(job) if job.status == "done" else None
+        if path is None:
+            why = ((job.report or {}).get("fixed_file") or {}).get("reason") if job.status == "done" else None
+            return _error(404, "no corrected file: " + (why or f"the job is {job.status}" if job.status != "done"
+                                                         else why or "the file is not out of sync"))
+        root, ext = os.path.splitext(job.name or "upload")
+        return FileResponse(path, media_type="application/octet-stream", filename=f"{root}.fixed{os.path.splitext(path)[1]}")
+
     @app.delete("/api/jobs/{job_id}", summary="Delete a job, its upload and its plot",
                 responses={200: {"description": "deleted", **_OBJ}, 404: _ERR})
     async def api_job_delete(job_id: str, request: Request):
@@ -402,11 +428,12 @@ def create_app(config: ServiceConfig = ServiceConfig()) -> FastAPI:
         await asyncio.get_running_loop().run_in_executor(None, pool().cancel, job_id)
         if job.media_path and job.kind != "monitor":
             remove_upload(job.media_path)
-        if job.plot_path:
-            try:
-                os.unlink(job.plot_path)
-            except OSError:
-                pass
+        for p in (job.plot_path, _fixed(job)):
+            if p:
+                try:
+                    os.unlink(p)
+                except OSError:
+                    pass
         return JSONResponse({"deleted": job_id})
 
     @app.post("/api/monitor", status_code=202, summary="Monitor an HLS stream (operator allow-list only)",

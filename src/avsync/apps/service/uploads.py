@@ -4,7 +4,8 @@ The request body is parsed as it arrives (python-multipart's streaming parser), 
 large upload never sits in memory or in a spooled temp file first; the file part is
 written to ``<upload_dir>/<random>/<safe name>`` and the size limit is enforced while
 writing (and up front from Content-Length).  Whatever the client calls the file, the
-stored name is one path component of ``[A-Za-z0-9._-]`` that cannot start with a dot,
+stored name is one path component of letters and digits (any script) and ``._-`` that cannot
+start with a dot,
 and the final path is checked to be inside the upload folder.
 """
 from __future__ import annotations
@@ -39,7 +40,9 @@ def safe_name(raw: str | None, default: str = "upload") -> str:
     """A harmless single path component derived from a client-supplied file name."""
     s = unicodedata.normalize("NFKC", str(raw or ""))
     s = s.replace("\\", "/").split("/")[-1]  # the last component only: no folders, no '..'
-    s = "".join(c if (c.isascii() and (c.isalnum() or c in "._-")) else "_" for c in s)
+    # letters and digits of any script stay (a French or Japanese name is kept); everything else,
+    # separators, controls and direction marks included, becomes '_'
+    s = "".join(c if (c.isalnum() or c in "._-") else "_" for c in s)
     s = re.sub(r"_+", "_", s).lstrip(".-_")
     if len(s) > MAX_NAME:
         root, ext = os.path.splitext(s)
@@ -147,7 +150,8 @@ async def receive_upload(request, upload_dir: str, max_bytes: int, file_field: s
         if name == file_field and fname is not None and not state["found"]:
             state["kind"] = "file"
             state["found"] = True
-            state["fname"] = fname.decode("utf-8", "replace")
+            # kept apart from the per-part state: fields after the file part must not reset it
+            state["file_name"] = fname.decode("utf-8", "replace")
             state["fh"] = open(tmp, "wb")
         else:
             state["kind"] = "field" if fname is None else "ignore"
@@ -189,7 +193,7 @@ async def receive_upload(request, upload_dir: str, max_bytes: int, file_field: s
             raise UploadError(f"no file in the upload: send it as the multipart part '{file_field}'", 422)
         if state["fh"] is not None:
             raise UploadError("the upload ended before the file part was complete", 422)
-        name = safe_name(state["fname"])
+        name = safe_name(state.get("file_name"))
         final = os.path.join(folder, name)
         if not inside(upload_dir, final):  # cannot happen with safe_name; kept as a guard
             raise UploadError("bad file name", 422)

@@ -18,15 +18,35 @@ def _one_line(exc: BaseException, name: str) -> str:
     return f"{name}: internal error ({type(exc).__name__}: {' '.join(str(exc).split())[:200]})"
 
 
+def fixed_path_for(plot_path: str, name: str) -> str:
+    """Where a job's corrected file goes: next to its plot, with the upload's extension."""
+    ext = os.path.splitext(name)[1].lower() or ".mkv"
+    if ext not in (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".ts", ".mts", ".m2ts", ".mpg", ".mpeg", ".flv"):
+        ext = ".mkv"
+    return os.path.splitext(plot_path)[0] + ".fixed" + ext
+
+
 def detect_dict(media_path: str, name: str, options: dict, progress=None, plot_path: str | None = None,
                 with_plot_b64: bool = False, with_segments: bool = False) -> dict:
-    """The detect report of ``media_path`` as a dict, shown under the upload's ``name``."""
-    from ...api import detect
+    """The detect report of ``media_path`` as a dict, shown under the upload's ``name``; with a
+    ``plot_path`` (a stored job), an out-of-sync file's correction is written next to the plot
+    (``fixed_file`` in the dict says whether it was, or why not)."""
+    from ...api import detect, fix_from_report
     from ...options import DetectOptions
 
     report = detect(media_path, DetectOptions.from_dict(options), progress)
+    fixed = None
+    if plot_path and report.verdict == "out_of_sync":
+        target = fixed_path_for(plot_path, name)
+        try:
+            fix_from_report(media_path, target, report)
+            fixed = {"written": True}
+        except Exception as exc:  # the report stands without the corrected file
+            fixed = {"written": False, "reason": " ".join(str(getattr(exc, "reason", exc)).split())[:200]}
     report.media = {**report.media, "path": name}
     d = report.to_dict()
+    if fixed is not None:
+        d["fixed_file"] = fixed
     if plot_path or with_plot_b64:
         from ...plot import plot_report
 
@@ -42,7 +62,8 @@ def detect_dict(media_path: str, name: str, options: dict, progress=None, plot_p
             if not plot_path:
                 os.unlink(target)
     if with_segments:
-        d["segments"] = classify_segments(media_path)
+        # the 1-s labels of the classifier (the report's own 'segments' are its pieces of constant offset)
+        d["labels"] = classify_segments(media_path)
     return d
 
 
