@@ -284,6 +284,9 @@ class Report:
             f"  media     {m.get('duration_s', 0):.2f} s, {m.get('width')}x{m.get('height')} @ "
             f"{self.video_fps:.3f} fps, audio {m.get('audio_rate')} Hz"
         )
+        if (m.get("audio_tracks") or 0) > 1:
+            lines.append(f"  audio     track {m.get('audio_stream')} of {m.get('audio_tracks')} "
+                         f"(--audio-stream N picks another, 'all' measures each)")
         if self.offset_ms is None:
             lines.append(f"  verdict   NOT ASSESSABLE ({self.reason or 'no usable cue'})")
         else:

@@ -177,7 +177,7 @@ def cmd_detect(args) -> int:
                 if csv_rows is not None:
                     csv_rows.append(result_row(path, error=_error_line(path, exc)))
                 continue
-            pngs = [png] if len(reports) == 1 or not png else [
+            pngs = [png] * len(reports) if len(reports) == 1 or not png else [
                 f"{os.path.splitext(png)[0]}_a{r.media.get('audio_stream')}{os.path.splitext(png)[1] or '.png'}"
                 for r in reports]
             for report, png_k in zip(reports, pngs):
