@@ -169,6 +169,8 @@ def _detect(path: str, options: DetectOptions, progress: Progress | None):
         faces = "off" if options.method == "motion" else "auto"
         feats = extract_features(src, faces=faces, progress=progress, trajectories=learned, threads=options.threads)
         jumps = list(getattr(src, "discontinuities", None) or [])
+        stopped = getattr(src, "decode_error", None)
+    warnings, too_little = ([], None) if jumps else completeness(feats, stopped)
     if jumps:  # the features end at the first: measure what comes before it
         feats = _cut_at(feats, jumps[0])
     name = choose_method(options.method, feats)
@@ -177,8 +179,42 @@ def _detect(path: str, options: DetectOptions, progress: Progress | None):
     report = _analyse(feats, options, progress, est)
     if jumps:
         report.extra["discontinuity"] = {k: jumps[0][k] for k in ("at_s", "jump_s")}
+    report.warnings.extend(warnings)
+    if too_little is not None:
+        report.verdict, report.reason = "not_assessable", too_little
     report.elapsed_s = time.perf_counter() - t
     return report, _span_probes(est, feats)[1]
+
+
+#: decoded media shorter than the container declares by more than this share (and than
+#: TRUNCATED_MIN_S) is a truncated or damaged file
+TRUNCATED_SHARE = 0.1
+TRUNCATED_MIN_S = 1.0
+#: a truncated file with less than this many seconds decoded is not assessable
+TRUNCATED_ASSESSABLE_S = 3.0
+
+
+def completeness(feats: Features, stopped: dict | None = None) -> tuple[list[str], str | None]:
+    """Warnings when less media decoded than the container declares, or decoding stopped on an
+    error (``stopped``: ``{at_s, reason}``), and the not-assessable reason when too little is left."""
+    info, V, A = feats.info, feats.visual, feats.audio
+    frame = 1.0 / (info.video_fps or 25.0)
+    first = min(float(V.times[0]), float(A.t0))
+    decoded = max(float(V.times[-1]) + frame, float(A.times[-1])) - min(first, 0.0 if first > -1.0 else first)
+    declared = info.declared_duration_s or 0.0
+    warnings: list[str] = []
+    short = declared > 0 and declared - decoded > max(TRUNCATED_MIN_S, TRUNCATED_SHARE * declared)
+    if short:
+        warnings.append(f"truncated or damaged file: {decoded:.1f} s decoded of the {declared:.1f} s the container "
+                        f"declares ({100 * decoded / declared:.0f} %); the result covers what decoded")
+    if stopped:
+        at = f" after {stopped['at_s']:.1f} s" if stopped.get("at_s") is not None else ""
+        warnings.append(f"decoding stopped on an error{at} ({stopped.get('reason') or 'unknown error'}); "
+                        "the result covers what decoded")
+    too_little = None
+    if (short or stopped) and decoded < TRUNCATED_ASSESSABLE_S:
+        too_little = f"too little media decoded ({decoded:.1f} s of a truncated or damaged file)"
+    return warnings, too_little
 
 
 def _cut_at(feats: Features, jump: dict) -> Features:

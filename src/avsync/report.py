@@ -268,6 +268,7 @@ class Report:
             "drift_ms_per_min": round(self.drift.ms_per_min, 3) if self.drift else None,
             "reason": self.reason,
             **self._lse(),
+            "warnings": list(self.warnings),
         }
 
     def _lse(self) -> dict:
@@ -437,7 +438,7 @@ class FixResult:
 #: ``offset_frames_25fps``.  ``key`` is empty for detect.
 ROW_FIELDS = ("key", "input", "status", "error", "method", "offset_ms", "offset_frames", "confidence", "verdict",
               "drift_ms_per_min", "reason", "duration_s", "elapsed_s", "file", "lse_d", "lse_c",
-              "offset_frames_25fps")
+              "offset_frames_25fps", "warnings")
 
 
 def result_row(path: str, report: Report | None = None, error: str | None = None, key: str | None = None,
@@ -466,7 +467,10 @@ def csv_cells(row: dict) -> dict:
     rep = row.get("report") or {}
     full = {"file": row.get("input"), "lse_d": rep.get("lse_d"), "lse_c": rep.get("lse_c"),
             "offset_frames_25fps": (rep.get("syncnet") or {}).get("offset_frames_25fps"), **row}
-    return {k: "" if full.get(k) is None else full[k] for k in ROW_FIELDS}
+    cells = {k: "" if full.get(k) is None else full[k] for k in ROW_FIELDS}
+    if isinstance(cells["warnings"], list):  # a CSV cell: the warnings joined
+        cells["warnings"] = "; ".join(cells["warnings"])
+    return cells
 
 
 def csv_writer(fh):

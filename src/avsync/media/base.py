@@ -55,6 +55,9 @@ class MediaInfo:
     #: the audio track measured (its number among the audio streams) and how many there are
     audio_stream: int | None = None
     audio_tracks: int | None = None
+    #: the longest duration the container or its streams' headers declare (a frame count at the
+    #: frame rate counts too: an AVI's header keeps it when the file is cut short); None: unknown
+    declared_duration_s: float | None = None
 
     @property
     def has_audio(self) -> bool:

@@ -90,6 +90,9 @@ class Decoder:
         self._video_rate: tuple = (None, None)  # the video stream's (frame rate, sample aspect ratio)
         self._last: dict[str, Fraction] = {}  # stream kind -> the last timestamp seen
         self.discontinuities: list[dict] = []
+        #: the codec or demuxer error that ended a walk after something was decoded (``at_s``: the
+        #: last timestamp decoded before it, ``reason``), or None
+        self.error: dict | None = None
 
     def reset_timeline(self) -> None:
         """Audio restarts at its next timestamp (after a gap or a discontinuity)."""
@@ -151,7 +154,9 @@ class Decoder:
         except av.error.FFmpegError as exc:
             if not produced and not self.persistent:
                 raise DecodeError(f"cannot decode ({short_reason(exc)})", self.label) from None
-            # truncated or corrupt tail: keep what was decoded
+            # truncated or corrupt tail: keep what was decoded, and say where it stopped
+            last = max(self._last.values(), default=None)
+            self.error = {"at_s": None if last is None else round(float(last), 3), "reason": short_reason(exc)}
 
     def _context(self, packet):
         """The persistent codec context for ``packet``'s stream kind (new when the codec changes)."""

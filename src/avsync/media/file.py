@@ -61,6 +61,12 @@ class FileSource(MediaSource):
             for s in (v, a):
                 if s is not None and s.duration and s.time_base:
                     duration = max(duration, float(s.duration * s.time_base))
+        declared = duration
+        for s in (v, a):
+            if s is not None and s.duration and s.time_base:
+                declared = max(declared, float(s.duration * s.time_base))
+        if v is not None and fps and (v.frames or 0) > 0:
+            declared = max(declared, v.frames / fps)
         return MediaInfo(
             path=self.path,
             duration_s=round(duration, 6),
@@ -77,6 +83,7 @@ class FileSource(MediaSource):
             format_name=c.format.name,
             audio_stream=(list(c.streams.audio).index(a) if a is not None else None),
             audio_tracks=len(c.streams.audio),
+            declared_duration_s=round(declared, 6) if declared > 0 else None,
         )
 
     def _peek_rotation(self, v) -> int:
@@ -124,3 +131,5 @@ class FileSource(MediaSource):
         yield from dec.walk(c, v, a)
         #: timestamp jumps met (the walk ended at the first): see :class:`~avsync.media.decode.Decoder`
         self.discontinuities = dec.discontinuities
+        #: the error that ended the walk early (``at_s``, ``reason``), or None
+        self.decode_error = dec.error
