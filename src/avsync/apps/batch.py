@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from typing import Iterable
 
 from ..errors import UsageError
+from ..media.base import output_mode
 from ..options import DetectOptions, check_number
 from ..progress import Progress
 from ..report import csv_cells, csv_writer, result_row
@@ -248,6 +249,7 @@ class _Output:
         d = os.path.dirname(os.path.abspath(path))
         os.makedirs(d, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".batch-", dir=d)
+        os.fchmod(fd, output_mode(path))  # the umask's mode (or the old file's), not mkstemp's 0600
         with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
             if self.csv:
                 w = csv_writer(fh)

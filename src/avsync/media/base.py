@@ -251,12 +251,39 @@ def _refuse_indirect(path: str) -> None:
             raise CannotOpen(reason, path)
 
 
+def _umask() -> int:
+    """The process's umask, read without changing it where /proc tells it."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    old = os.umask(0o022)
+    os.umask(old)
+    return old
+
+
+def output_mode(dst: str) -> int:
+    """The permission bits a file written to ``dst`` should get: those of the file it replaces, or
+    what ``open()`` would give a new file (0666 less the umask); mkstemp's 0600 is never kept."""
+    try:
+        return os.stat(dst).st_mode & 0o7777
+    except OSError:
+        return 0o666 & ~_umask()
+
+
 @contextmanager
 def atomic_output(dst: str, prefix: str = ".tmp-", suffix: str = ""):
     """A temporary path in ``dst``'s folder to write to; renamed to ``dst`` when the block ends
-    normally, removed when it raises, so a file under its final name is always whole."""
+    normally, removed when it raises, so a file under its final name is always whole.  The file
+    gets the mode a plain ``open()`` would give it (:func:`output_mode`)."""
     fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=os.path.dirname(os.path.abspath(dst)))
-    os.close(fd)
+    try:
+        os.fchmod(fd, output_mode(dst))
+    finally:
+        os.close(fd)
     try:
         yield tmp
         os.replace(tmp, dst)
