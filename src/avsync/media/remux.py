@@ -236,10 +236,24 @@ def loop_file(src: str | os.PathLike, dst: str | os.PathLike, min_seconds: float
         out = av.open(dst, "w", format="matroska")
         omap = {s.index: out.add_stream_from_template(s) for s in streams}
         tbs = {s.index: s.time_base for s in streams}
+    last: dict[int, int] = {}  # stream index -> the last dts muxed (input time base)
     try:
         for k in range(loops):
             with open_container(src) as inp:
-                copy_packets(inp, out, omap, {i: int(round(k * dur / tb)) for i, tb in tbs.items()}, need_pts=True)
+                shift = {i: int(round(k * dur / tb)) for i, tb in tbs.items()}
+                for p in inp.demux([s for s in inp.streams if s.index in omap]):
+                    if p.dts is None or p.pts is None:
+                        continue
+                    i = p.stream.index
+                    p.pts += shift[i]
+                    p.dts += shift[i]
+                    # a stream that starts before 0 (AAC priming: -1024 samples) overlaps the
+                    # previous copy's end: its packets at or before the last dts are left out
+                    if i in last and p.dts <= last[i]:
+                        continue
+                    last[i] = p.dts
+                    p.stream = omap[i]
+                    out.mux(p)
     finally:
         out.close()
     return loops * dur
