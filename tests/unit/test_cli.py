@@ -69,7 +69,7 @@ def test_nonexistent_file(capsys, tmp_path):
 
 def test_text_file_renamed_mp4(capsys, text_as_mp4):
     rc, out, err = run(capsys, "detect", "--json", text_as_mp4)
-    assert rc == 3 and out == ""
+    assert rc == 3 and json.loads(out)["status"] == "error"  # --json: an error document, nothing else
     one_line_error(err, text_as_mp4)
 
 
@@ -142,7 +142,9 @@ def test_python_dash_m_no_traceback(tmp_path):
     p = subprocess.run([sys.executable, "-m", "avsync", "detect", "--json", str(missing)],
                        capture_output=True, text=True, timeout=60)
     assert p.returncode == 3
-    assert p.stdout == ""
+    assert json.loads(p.stdout) == {"schema": "avsync.error/1", "input": str(missing), "media": {"path": str(missing)},
+                                    "status": "error", "error": f"{missing}: no such file", "exit_code": 3,
+                                    "verdict": None, "offset_ms": None}
     assert p.stderr.strip() == f"avsync: {missing}: no such file"
 
 
@@ -238,11 +240,22 @@ def test_json_lines_for_several_inputs_and_errors_on_stderr(capsys, speech_clip,
                        speech_clip, missing, far_out_clip)
     assert rc == 3  # one input failed; the others were still measured
     docs = [json.loads(ln) for ln in out.splitlines()]
-    assert [d["media"]["path"] for d in docs] == [str(speech_clip), str(far_out_clip)]
+    # one document per input, in order: the failed one is an error record
+    assert [d["media"]["path"] for d in docs] == [str(speech_clip), str(missing), str(far_out_clip)]
+    bad = docs.pop(1)
+    assert bad["schema"] == "avsync.error/1" and bad["status"] == "error" and bad["exit_code"] == 3
+    assert str(missing) in bad["error"] and bad["verdict"] is None
     assert all(d["tolerance"]["name"] == "frame" for d in docs)
     assert docs[0]["tolerance"]["lead_ms"] == pytest.approx(40.0)
     one_line_error(err, missing)
-    assert [json.loads(ln) for ln in jsonl.read_text().splitlines()] == docs
+    assert [json.loads(ln) for ln in jsonl.read_text().splitlines()] == docs[:1] + [bad] + docs[1:]
+
+
+def test_detect_on_a_folder_points_to_batch(capsys, tmp_path):
+    rc, out, err = run(capsys, "detect", "--json", tmp_path)
+    assert rc == 3
+    assert f"avsync batch {tmp_path} --out" in err and len(err.strip().splitlines()) == 1
+    assert json.loads(out)["status"] == "error"
 
 
 def test_check_exit_1_when_out_of_sync(capsys, far_out_clip):
@@ -290,7 +303,8 @@ def test_detect_csv_has_the_batch_row_columns(capsys, speech_clip, tmp_path):
     table, missing = tmp_path / "rows.csv", tmp_path / "gone.mp4"
     rc, out, err = run(capsys, "detect", "--json", "--csv", table, speech_clip, missing)
     assert rc == 3
-    doc = json.loads(out)
+    doc, failed = (json.loads(ln) for ln in out.splitlines())
+    assert failed["status"] == "error"
     with open(table, newline="") as fh:
         reader = csv.DictReader(fh)
         rows = list(reader)

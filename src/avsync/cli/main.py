@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import logging
 import os
 import shutil
@@ -19,12 +20,14 @@ import textwrap
 import warnings
 
 from .. import __version__
-from ..errors import AvsyncError, CannotMeasure, UsageError
+from ..errors import AvsyncError, CannotMeasure, CannotOpen, UsageError
 from ..options import CROPS, PRECISIONS, SYNCNET_FRAMES, DetectOptions
 from .argtypes import (ANALYSIS_OPTIONS, add_analysis_arguments, audio_stream, finite, given_options, number,
                        positive)
 
 PROG = "avsync"
+#: the schema of the error document ``detect --json`` / ``--out`` writes for an input that failed
+ERROR_SCHEMA = "avsync.error/1"
 EXIT_OK, EXIT_CHECK, EXIT_USAGE, EXIT_MEDIA = 0, 1, 2, 3
 
 log = logging.getLogger("avsync.cli")
@@ -64,6 +67,13 @@ def _error_line(path: str, exc: BaseException) -> str:
         return f"{path}: {exc}"
     text = " ".join(str(exc).split()) or type(exc).__name__
     return f"{path}: internal error ({type(exc).__name__}: {text[:300]})"
+
+
+def error_record(path: str, line: str, exc: BaseException) -> dict:
+    """The JSON document of an input that could not be measured (``detect --json`` / ``--out``)."""
+    code = exc.exit_code if isinstance(exc, AvsyncError) else EXIT_MEDIA
+    return {"schema": ERROR_SCHEMA, "input": path, "media": {"path": path}, "status": "error", "error": line,
+            "exit_code": code, "verdict": None, "offset_ms": None}
 
 
 def _stem(path: str) -> str:
@@ -165,6 +175,9 @@ def cmd_detect(args) -> int:
     try:
         for path, png in zip(args.media, plots):
             try:
+                if os.path.isdir(path):
+                    raise CannotOpen(f"is a folder; to measure every file in it: avsync batch {path} --out "
+                                     "results.jsonl", path)
                 reports = _detect(path, options, args)
             except UsageError:
                 raise  # the same for every input: stop, exit 2
@@ -172,10 +185,18 @@ def cmd_detect(args) -> int:
                 raise
             except Exception as exc:  # AvsyncError or anything unexpected: one line, go on
                 log.debug("detect failed", exc_info=True)
-                _err(_error_line(path, exc))
+                line = _error_line(path, exc)
+                _err(line)
                 failed += 1
                 if csv_rows is not None:
-                    csv_rows.append(result_row(path, error=_error_line(path, exc)))
+                    csv_rows.append(result_row(path, error=line))
+                # --json / --out: one document per input, a failed one included
+                record = json.dumps(error_record(path, line, exc), allow_nan=False)
+                if args.json:
+                    _print(record)
+                if out_fh is not None:
+                    out_fh.write(record + "\n")
+                    out_fh.flush()
                 continue
             pngs = [png] * len(reports) if len(reports) == 1 or not png else [
                 f"{os.path.splitext(png)[0]}_a{r.media.get('audio_stream')}{os.path.splitext(png)[1] or '.png'}"
@@ -370,7 +391,8 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("detect", parents=[parent], help="measure offset, confidence, verdict, timeline, drift",
                        description="Measure the audio-video offset of each MEDIA file.")
     d.add_argument("media", nargs="+", metavar="MEDIA")
-    d.add_argument("--json", action="store_true", help="one JSON report per input on stdout (JSON Lines)")
+    d.add_argument("--json", action="store_true", help="one JSON report per input on stdout (JSON Lines); an input that fails gets an error document "
+                        "(schema avsync.error/1, status error, the one-line error)")
     d.add_argument("--out", metavar="FILE", help="also write the JSON report(s) to FILE (JSON Lines)")
     d.add_argument("--plot", metavar="PNG",
                    help="draw the timeline to PNG (several inputs: the input's stem is added to the name)")
