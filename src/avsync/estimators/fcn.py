@@ -51,6 +51,19 @@ def default_weights() -> str | None:
     return None
 
 
+def shipped_model() -> bool:
+    """Whether a model file ships with the package (whatever runtime is installed)."""
+    from importlib import resources
+
+    for rel in DEFAULT_WEIGHTS:
+        try:
+            if resources.files("avsync").joinpath(rel).is_file():
+                return True
+        except (FileNotFoundError, OSError, ModuleNotFoundError):
+            continue
+    return False
+
+
 def auto_available() -> bool:
     """Whether ``--method auto`` may use the shipped model (it ships and a runtime is installed)."""
     return default_weights() is not None
@@ -96,6 +109,9 @@ class FCNEstimator(Estimator):
 
     def _model(self):
         path = self.options.weights or default_weights()
+        if path is None and shipped_model():
+            raise UsageError("method fcn runs the model shipped with avsync on ONNX Runtime or torch, and neither "
+                             "is installed: pip install 'avsync[onnx]' (ONNX Runtime) or 'avsync[fcn]' (torch)")
         if path is None:
             raise MissingWeights("method fcn needs a weights file: give --weights PATH "
                                  "(train one with `avsync train --model fcn`)")

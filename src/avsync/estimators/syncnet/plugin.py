@@ -137,6 +137,14 @@ def resolve_weights(path: str | None) -> str:
     return path
 
 
+def require_torch() -> None:
+    """:class:`UsageError` naming the extra to install when torch cannot be imported."""
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        raise UsageError("method syncnet needs torch: pip install 'avsync[syncnet]'") from None
+
+
 @lru_cache(maxsize=4)  # one per precision: the benchmark interleaves them
 def _scorer(path: str, mtime: float, precision: str, batch: int, threads: int | None) -> Scorer:
     from .score import Scorer
@@ -146,6 +154,7 @@ def _scorer(path: str, mtime: float, precision: str, batch: int, threads: int | 
 
 def get_scorer(options: SyncNetOptions) -> Scorer:
     path = resolve_weights(options.weights)
+    require_torch()
     s = _scorer(os.path.abspath(path), os.path.getmtime(path), options.precision, options.batch, options.threads)
     s.lip_seconds = s.aud_seconds = 0.0
     s.lip_windows = s.aud_windows = 0
