@@ -178,3 +178,16 @@ def test_synth_cli_rejects_bad_new_options(tmp_path, capsys):
         err = capsys.readouterr().err
         assert rc == 2 and needle in err and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "o").exists()
+
+
+def test_cli_summary_names_the_positive_samples(tmp_path, capsys):
+    """The summary line counts the in-sync samples as 'in sync', never 'None'."""
+    from avsync.cli.main import main
+    from avsync.media.synth import make_sample
+
+    (tmp_path / "clips").mkdir()
+    make_sample(tmp_path / "clips" / "a.mp4", duration_s=4.0)
+    assert main(["dataset", "synth", "--clips", str(tmp_path / "clips"), "--out", str(tmp_path / "out"),
+                 "--workers", "1", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "None" not in out and "in sync 1" in out, out

@@ -192,7 +192,8 @@ def cmd_dataset_synth(args) -> int:
         _err(f"{sid}: {why}")
     kinds: dict[str, int] = {}
     for s in res.samples:
-        kinds[s.kind] = kinds.get(s.kind, 0) + 1
+        kind = "in sync" if s.kind in (None, "None", "none") else s.kind  # the positive samples
+        kinds[kind] = kinds.get(kind, 0) + 1
     print(f"wrote {len(res.samples)} samples from {len(sources)} sources to {args.out}; metadata {meta}; "
           + ", ".join(f"{k} {v}" for k, v in sorted(kinds.items())) + (f"; {len(res.failed)} failed" if res.failed else ""))
     return EXIT_MEDIA if res.failed else EXIT_OK
