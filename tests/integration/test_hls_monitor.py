@@ -65,6 +65,12 @@ def test_vod_stream_shift_found_within_two_windows(shifted_hls):
     assert summary.stopped == "end" and summary.alerts == 1 and summary.skipped_segments == 0
     assert summary.latency_mean_s is not None and 0 <= summary.latency_max_s < 30
     assert all(w["latency_s"] >= 0 for w in windows)
+    # the summary reports the two offsets as segments (no median over both) and when the step came
+    assert summary.median_offset_ms is None and len(summary.offset_segments) == 2, summary.offset_segments
+    a, b = summary.offset_segments
+    assert abs(b["offset_ms"] - a["offset_ms"] - SHIFT_MS) <= FRAME_MS
+    assert abs(summary.offset_changes[0]["time_s"] - shift_t) <= 2 * WINDOW_S
+    assert all(len(w["wall_time"]) >= 19 for w in windows)  # wall-clock time on every window
 
 
 def test_cli_json_survives_a_missing_segment(shifted_hls):

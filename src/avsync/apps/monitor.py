@@ -33,6 +33,8 @@ from ..media.hls import FollowOptions, SegmentDecoder, check_location, follow
 from ..media.base import (DISCONTINUITY_BACK_S, DISCONTINUITY_S, AudioChunk, DecodeOptions, MediaInfo,
                           VideoFrame)
 from ..options import DetectOptions, check_number
+from ..report import MIN_CONFIDENCE, Change, Segment, Window
+from ..segmentation import segment_windows
 from ..timeline import DEFAULT_TOLERANCE, tolerance as tolerance_preset
 
 
@@ -91,6 +93,10 @@ class MonitorEvent:
 
     def to_text(self) -> str:
         d = self.data
+        clock = f"{d['wall_time'][11:19]} " if d.get("wall_time") else ""
+        return clock + self._text(d)
+
+    def _text(self, d: dict) -> str:
         if self.kind == "window":
             off = d["offset_ms"]
             if off is None:
@@ -130,7 +136,12 @@ class MonitorSummary:
     reconnects: int = 0
     stream_start_s: float | None = None
     stream_end_s: float | None = None
+    #: the median of the window offsets; None when the stream has several offsets (see offset_segments)
     median_offset_ms: float | None = None
+    #: pieces of constant offset over the judged windows ({start_s, end_s, offset_ms, confidence})
+    #: and the steps between them ({time_s, from_ms, to_ms, confidence}), on stream time
+    offset_segments: list = field(default_factory=list)
+    offset_changes: list = field(default_factory=list)
     latency_mean_s: float | None = None
     latency_max_s: float | None = None
     error: str | None = None
@@ -150,8 +161,14 @@ class MonitorSummary:
                  + (" (still alerting)" if self.alerting else "")]
         lines.append(f"  segments {self.segments} decoded, {self.skipped_segments} skipped, "
                      f"{self.reconnects} reconnect(s)")
-        if self.median_offset_ms is not None:
-            lines.append(f"  median offset {self.median_offset_ms:+.1f} ms")
+        if len(self.offset_segments) > 1:
+            lines.append(f"  offsets   {len(self.offset_segments)} segments (the offset steps at "
+                         + ", ".join(f"{c['time_s']:.1f} s" for c in self.offset_changes) + "):")
+            for g in self.offset_segments:
+                lines.append(f"    {g['start_s']:9.2f} - {g['end_s']:9.2f} s  {g['offset_ms']:+8.1f} ms  "
+                             f"(confidence {g['confidence']:.2f})")
+        elif self.median_offset_ms is not None:
+            lines.append(f"  offset    {self.median_offset_ms:+.1f} ms (median of the windows; one offset throughout)")
         if self.latency_mean_s is not None:
             lines.append(f"  latency segment arrival -> verdict: mean {self.latency_mean_s:.2f} s, "
                          f"max {self.latency_max_s:.2f} s")
@@ -191,17 +208,20 @@ class Monitor:
     """Runs the monitoring loop; every result goes to ``on_event`` as it happens."""
 
     def __init__(self, url: str, options: MonitorOptions = MonitorOptions(),
-                 on_event: Callable[[MonitorEvent], None] | None = None, clock=time.monotonic):
+                 on_event: Callable[[MonitorEvent], None] | None = None, clock=time.monotonic,
+                 wall=time.time):
         self.url = check_location(url)
         self.options = options
         self.on_event = on_event or (lambda ev: None)
         self.clock = clock
+        self.wall = wall  # wall-clock time (epoch seconds) stamped on every event
         self.detect_options = options.detect_options
         self.summary = MonitorSummary(url=self.url, stopped="end")
         self._windows: dict[int, _Window] = {}
         self._grid0: float | None = None
         self._decoder = SegmentDecoder(DecodeOptions(), self.url)
         self._offsets: list[float] = []
+        self._judged_windows: list[Window] = []
         self._latencies: list[float] = []
         self._bad = self._good = 0
         self._alert_since: float | None = None
@@ -256,6 +276,9 @@ class Monitor:
 
     # -- internals ----------------------------------------------------------------------------
     def _emit(self, kind: str, **data) -> None:
+        from datetime import datetime
+
+        data["wall_time"] = datetime.fromtimestamp(self.wall()).astimezone().isoformat(timespec="seconds")
         self.on_event(MonitorEvent(kind, data))
 
     def _follow_event(self, kind: str, info: dict) -> None:
@@ -383,6 +406,7 @@ class Monitor:
         setattr(s, verdict, getattr(s, verdict) + 1)
         if offset is not None:
             self._offsets.append(offset)
+        self._judged_windows.append(Window(start, end, offset, conf))
         self._latencies.append(latency)
         self._emit("window", index=s.windows - 1, start_s=round(start, 3), end_s=round(end, 3),
                    offset_ms=None if offset is None else round(offset, 2),
@@ -414,11 +438,36 @@ class Monitor:
 
     def _finish_summary(self) -> None:
         s = self.summary
-        if self._offsets:
+        fps = float(self._decoder.params.get("video_fps") or 25.0)
+        segments, changes = stream_segments(self._judged_windows, self.options.window_s, fps)
+        s.offset_segments = [g.to_dict() for g in segments]
+        s.offset_changes = [c.to_dict() for c in changes]
+        if self._offsets and len(segments) <= 1:
             s.median_offset_ms = float(statistics.median(self._offsets))
         if self._latencies:
             s.latency_mean_s = float(np.mean(self._latencies))
             s.latency_max_s = float(np.max(self._latencies))
+
+
+def stream_segments(windows: list[Window], window_s: float, fps: float) -> tuple[list[Segment], list[Change]]:
+    """Pieces of constant offset over a stream's judged windows: the file timeline's segmentation
+    (:func:`avsync.segmentation.segment_windows`) when there are enough confident windows; else the
+    confident windows grouped while each stays within two frames of its group's median."""
+    seg = segment_windows(windows, window_s, window_s, fps)
+    if seg is not None:
+        return seg.segments, seg.changes
+    good = [w for w in windows if w.offset_ms is not None and w.confidence >= MIN_CONFIDENCE]
+    groups: list[list[Window]] = []
+    for w in good:
+        if groups and abs(w.offset_ms - statistics.median(x.offset_ms for x in groups[-1])) <= 2000.0 / fps:
+            groups[-1].append(w)
+        else:
+            groups.append([w])
+    segments = [Segment(g[0].start_s, g[-1].end_s, float(statistics.median(x.offset_ms for x in g)),
+                        float(statistics.median(x.confidence for x in g)), len(g)) for g in groups]
+    changes = [Change((a.end_s + b.start_s) / 2, a.offset_ms, b.offset_ms, min(a.confidence, b.confidence))
+               for a, b in zip(segments[:-1], segments[1:])]
+    return segments, changes
 
 
 def monitor(url: str, options: MonitorOptions = MonitorOptions(),

@@ -68,11 +68,14 @@ def run(args) -> int:
     except (ValueError, OSError):  # not the main thread
         pass
     summary = mon.run()
+    never_read = summary.stopped == "error" and summary.windows == 0 and summary.segments == 0
     if args.json:
-        out(json.dumps(summary.to_dict(), allow_nan=False))
-    else:
+        out(json.dumps(summary.to_dict(), allow_nan=False))  # the summary carries the error
+    elif not never_read:  # nothing was read: the error line alone, no empty summary
         out(summary.to_text())
     if summary.stopped == "error" and summary.windows == 0:
+        if not (summary.error or "").startswith(args.url):
+            summary.error = f"{args.url}: {summary.error}"
         out(f"avsync: {summary.error}", err=True)
         return 3
     return 0
