@@ -10,7 +10,7 @@ def register(subparsers) -> None:
     sub = p.add_subparsers(dest="bench_command", required=True)
     s = sub.add_parser("shift", help="shift benchmark (benchmarks.md 1-2) over folders of real clips")
     s.add_argument("dirs", nargs="+", metavar="MEDIA_DIR")
-    s.add_argument("--method", default="auto")
+    s.add_argument("--method", default="auto", help="estimator to benchmark (default auto)")
     s.add_argument("--out", help="write every measurement as JSON Lines here")
     s.add_argument("--workers", type=int, default=None, help="parallel processes (default: all cores)")
     s.add_argument("--shifts", metavar="MS,MS,...",
@@ -28,9 +28,9 @@ def register(subparsers) -> None:
     s.set_defaults(func=run_shift)
     c = sub.add_parser("calibrate", help="fit the weight-free estimators' bias and confidence on training clips")
     c.add_argument("train_dir", metavar="TRAIN_DIR")
-    c.add_argument("--out", default="src/avsync/data/calibration.json")
+    c.add_argument("--out", default="src/avsync/data/calibration.json", metavar="CAL.json", help="calibration table to write (default: the shipped one, src/avsync/data/calibration.json)")
     c.add_argument("--short", type=int, default=300, help="how many 1.2-s LRC-AR clips to include")
-    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--seed", type=int, default=0, help="seed of the draw of short clips and shifts (default 0)")
     c.add_argument("--speech", metavar="DIR",
                    help="also fit the speech cues on these clips, each at its TRUTH.csv base (unknown bases "
                         "are skipped)")
@@ -46,8 +46,8 @@ def register(subparsers) -> None:
     sp = sub.add_parser("speed", help="wall time vs the ffmpeg decode floor, real-time factor, peak RSS")
     sp.add_argument("clip", metavar="CLIP")
     sp.add_argument("--seconds", type=float, default=60.0, help="loop the clip to at least this long")
-    sp.add_argument("--runs", type=int, default=5)
-    sp.add_argument("--method", default="auto")
+    sp.add_argument("--runs", type=int, default=5, help="timed runs of each command; the medians are reported (default 5)")
+    sp.add_argument("--method", default="auto", help="estimator to time (default auto)")
     sp.set_defaults(func=run_speed)
     b = sub.add_parser("batch", help="avsync batch on a Dask LocalCluster: 1 vs 2 workers, rerun skips")
     b.add_argument("dirs", nargs="+", metavar="MEDIA_DIR")
@@ -62,11 +62,11 @@ def register(subparsers) -> None:
     sy = sub.add_parser("syncnet", help="SyncNet scoring speed (windows/s, GFLOP/s) and fast-mode agreement")
     sy.add_argument("clips", nargs="+", metavar="CLIP")
     sy.add_argument("--weights", help="syncnet_v2.model (or $AVSYNC_SYNCNET_WEIGHTS)")
-    sy.add_argument("--crop", default="auto", choices=("auto", "none"))
-    sy.add_argument("--runs", type=int, default=3)
+    sy.add_argument("--crop", default="auto", choices=("auto", "none"), help="auto: detect and track faces (default); none: the clips are face crops already")
+    sy.add_argument("--runs", type=int, default=3, help="timed runs per precision (default 3)")
     sy.add_argument("--batch", type=int, default=None, help="lip windows per batch (default: 8 exact, 12 fast, 8 onnx)")
     sy.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
-    sy.add_argument("--exact-only", action="store_true")
+    sy.add_argument("--exact-only", action="store_true", help="time the exact (fp32) precision only")
     sy.add_argument("--modes", default=None, metavar="M,M",
                     help="precisions to compare with exact (default: fast, plus onnx when onnxruntime is "
                          "installed); any of fast, onnx")

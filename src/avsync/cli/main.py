@@ -354,6 +354,7 @@ class _Commands:
     def add_parser(self, name: str, **kw):
         if name not in USER_COMMANDS:
             self.developer[name] = kw.pop("help", "") or ""
+            kw.setdefault("description", self.developer[name] or None)  # `avsync CMD --help` says it too
         return self._sub.add_parser(name, **kw)
 
     def __getattr__(self, attr):

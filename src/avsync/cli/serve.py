@@ -12,7 +12,7 @@ def register(subparsers) -> None:
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1: this machine only; beyond it an API key is "
                         "required)")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--port", type=int, default=8000, help="TCP port to listen on (default 8000)")
     p.add_argument("--data-dir", default="avsync-data", metavar="DIR",
                    help="uploads, plots and the job database (default ./avsync-data)")
     p.add_argument("--db", metavar="PATH|URL", help="job database: a file path or sqlite:///PATH (sqlite:////ABS "

@@ -51,7 +51,7 @@ def register(subparsers) -> None:
                     + "\n".join(f"  {k:<22}{v}" for k, v in MODELS.items()))
     p.add_argument("--model", required=True, metavar="NAME", help=" | ".join(MODELS))
     p.add_argument("--out", required=True, metavar="PATH", help="model file to write (.pt)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the initial weights and the data order (default 0)")
     pg = p.add_mutually_exclusive_group()
     pg.add_argument("--progress", action="store_true", help="progress on stderr even when not a TTY "
                     "(the offset models always print it unless --no-progress)")
@@ -63,8 +63,8 @@ def register(subparsers) -> None:
                    help="synth metadata CSV (repeatable: several sample sets, each with its --features)")
     g.add_argument("--features", action="append", metavar="DIR",
                    help="features folder of the --metadata at the same position")
-    g.add_argument("--max-epochs", type=int, default=300)
-    g.add_argument("--patience", type=int, default=30)
+    g.add_argument("--max-epochs", type=int, default=300, help="most training epochs (default 300)")
+    g.add_argument("--patience", type=int, default=30, help="stop after this many epochs without a better validation score (default 30)")
 
     g = p.add_argument_group(f"offset models ({' | '.join({**FCN, **TRANSFER})}): self-supervised on in-sync clips")
     g.add_argument("--data", nargs="+", metavar="DIR", help="folders (or files) of in-sync video clips")
