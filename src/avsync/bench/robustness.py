@@ -79,6 +79,15 @@ class Outcome:
         return self.rc not in ((0, 3) if self.kind == "fuzz" else (3,))
 
 
+#: what the columns of :meth:`Summary.table` count
+LEGEND = """\
+run: the command the corpus went through. inputs tried: broken, truncated, hostile or odd inputs (and
+uploads for serve). tracebacks: runs whose output held a Python traceback. hangs: runs past the deadline.
+wrong exit codes / 5xx: detect exits other than 0 or 3 (3 only for non-media), batch exits other than 0 or
+3, serve answers 5xx. rows lost: batch inputs without a row in the output. peak memory: the largest
+resident memory of one detect process."""
+
+
 @dataclass
 class Summary:
     detect: list[Outcome] = field(default_factory=list)
@@ -103,6 +112,7 @@ class Summary:
         widths = [max(len(str(r[i])) for r in rows + [head]) for i in range(len(head))]
         line = lambda r: "| " + " | ".join(str(c).ljust(w) for c, w in zip(r, widths)) + " |"  # noqa: E731
         out = [line(head), "|" + "|".join("-" * (w + 2) for w in widths) + "|"] + [line(r) for r in rows]
+        out.append(LEGEND)
         if self.service:
             s = self.service
             out.append(f"serve: {s['served_during_slow']}/{s['tried_during_slow']} uploads answered while 3 slow "

@@ -47,6 +47,18 @@ def _modes(args) -> tuple[str, ...]:
     return ("exact", "fast", "onnx")
 
 
+HEADER = (f"{'clip':38s} {'mode':9s} {'media_s':>7s} {'wall_s':>7s} {'cpu_s':>7s} {'infer_s':>7s} {'win':>5s} "
+          f"{'win/s':>6s} {'GFLOP/s':>7s} {'xRT':>5s} {'off':>4s} {'lse_d':>8s} {'lse_c':>7s}")
+#: the table's columns, explained (printed under it)
+LEGEND = """\
+# clip: the file; mode: exact (torch fp32), fast (bfloat16) or onnx (ONNX Runtime fp32); media_s: seconds of
+# media scored (25-fps frames / 25); wall_s / cpu_s: wall and CPU seconds of the whole run (decode, faces,
+# scoring); infer_s: seconds in the network alone; win: lip windows scored; win/s: windows per second of
+# inference; GFLOP/s: network arithmetic per second of inference; xRT: media seconds per wall second;
+# off: SyncNet's AV offset in 25-fps frames (the reference's sign); lse_d / lse_c: LSE-D (min distance,
+# lower is better) and LSE-C (confidence, higher is better) of the chosen face track. Best of --runs."""
+
+
 def main(args) -> int:
     from dataclasses import replace
 
@@ -57,8 +69,7 @@ def main(args) -> int:
     print(f"# avsync bench syncnet: {os.cpu_count()} CPU(s), load average {os.getloadavg()[0]:.2f}, "
           f"batch {args.batch or 'default'}, best of {args.runs}")
     modes = _modes(args)
-    print(f"{'clip':38s} {'mode':9s} {'media_s':>7s} {'wall_s':>7s} {'cpu_s':>7s} {'infer_s':>7s} {'win':>5s} "
-          f"{'win/s':>6s} {'GFLOP/s':>7s} {'xRT':>5s} {'off':>4s} {'lse_d':>8s} {'lse_c':>7s}")
+    print(HEADER)
     worst: dict = {m: 0.0 for m in modes}
     ratios: dict = {m: [] for m in modes}
     same: dict = {m: True for m in modes}
@@ -92,6 +103,7 @@ def main(args) -> int:
             same[mode] &= e.offset == q.offset
             print(f"{'':38s} {mode}/exact inference speed-up {ratio:.2f}x, offsets "
                   f"{'equal' if e.offset == q.offset else 'DIFFER'}, max curve deviation {dev * 100:.3f} %")
+    print(LEGEND)
     for mode in modes[1:]:
         if ratios[mode]:
             print(f"# {mode} mode: speed-up {min(ratios[mode]):.2f}x..{max(ratios[mode]):.2f}x, offsets "
