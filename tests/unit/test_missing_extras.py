@@ -43,3 +43,9 @@ def test_fcn_without_any_runtime_names_the_extras_not_the_weights(clip):
     err = r.stderr.strip()
     assert len(err.splitlines()) == 1 and "avsync[onnx]" in err and "avsync[fcn]" in err
     assert "weights" not in err and "internal error" not in err
+
+
+def test_serve_without_its_extra_names_the_right_spec(tmp_path):
+    r = _run(["serve", "--port", "0", "--data-dir", tmp_path / "d"], ["uvicorn"])
+    assert r.returncode == 2, r.stderr
+    assert "pip install 'avsync[serve]'" in r.stderr and len(r.stderr.strip().splitlines()) == 1
