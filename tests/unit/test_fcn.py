@@ -224,7 +224,8 @@ def test_missing_weights_is_a_one_line_usage_error(tmp_path, capsys, monkeypatch
     from avsync.estimators import fcn as est_mod
     from avsync.estimators.registry import get_estimator
 
-    monkeypatch.setattr(est_mod, "default_weights", lambda: None)  # an installation without a runnable model
+    monkeypatch.setattr(est_mod, "default_weights", lambda: None)  # an installation without a model file
+    monkeypatch.setattr(est_mod, "shipped_model", lambda: False)
     with pytest.raises(MissingWeights) as ei:
         get_estimator("fcn").prepare()
     assert "\n" not in str(ei.value) and "--weights" in str(ei.value)
