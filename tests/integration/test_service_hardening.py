@@ -336,7 +336,8 @@ def test_api_keys_guard_every_endpoint_but_health_and_jobs_belong_to_their_key(t
         assert c.get("/api/health").status_code == 200
         for method, path in (("post", "/api/detect"), ("post", "/api/analyze"), ("post", "/api/jobs"),
                              ("post", "/api/monitor"), ("get", "/api/jobs/x"), ("get", "/api/jobs/x/report"),
-                             ("get", "/api/jobs/x/plot.png"), ("delete", "/api/jobs/x")):
+                             ("get", "/api/jobs/x/plot.png"), ("get", "/api/jobs/x/fixed"),
+                             ("delete", "/api/jobs/x")):
             r = getattr(c, method)(path)
             assert r.status_code == 401 and "API key" in r.json()["error"], (method, path, r.status_code)
             r = getattr(c, method)(path, headers={"X-API-Key": K1 + "x"})
@@ -350,7 +351,8 @@ def test_api_keys_guard_every_endpoint_but_health_and_jobs_belong_to_their_key(t
         jid = r.json()["id"]
         assert _wait_with(c, jid, one)["status"] == "done"
         assert c.get(f"/api/jobs/{jid}/report", headers=one).status_code == 200
-        for path in (f"/api/jobs/{jid}", f"/api/jobs/{jid}/report", f"/api/jobs/{jid}/plot.png"):
+        for path in (f"/api/jobs/{jid}", f"/api/jobs/{jid}/report", f"/api/jobs/{jid}/plot.png",
+                     f"/api/jobs/{jid}/fixed"):
             assert c.get(path, headers=two).status_code == 404, path  # another key's job does not exist
         assert c.delete(f"/api/jobs/{jid}", headers=two).status_code == 404
         assert c.delete(f"/api/jobs/{jid}", headers=one).status_code == 200

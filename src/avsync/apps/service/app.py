@@ -403,8 +403,8 @@ def create_app(config: ServiceConfig = ServiceConfig()) -> FastAPI:
     @app.get("/api/jobs/{job_id}/fixed", summary="The finished job's corrected file (out-of-sync files only)",
              responses={200: {"description": "the corrected media file", "content": {"application/octet-stream": {}}},
                         404: _ERR, 409: _ERR})
-    async def api_job_fixed(job_id: str):
-        job, err = _job(job_id)
+    async def api_job_fixed(job_id: str, request: Request):
+        job, err = _job(job_id, request)
         if err:
             return err
         if job.status in ("queued", "running"):
