@@ -67,6 +67,14 @@ class _Proc:
                                 name="avsync-worker")
         self.proc.start()
         child.close()
+        self._close_lock = threading.Lock()
+
+    def _close_conn(self) -> None:
+        # shutdown() and the task's runner thread may both kill the same worker: closing the pipe twice
+        # at once double-closes its descriptor (EBADF, or worse, another file that reused the number).
+        with self._close_lock:
+            if not self.conn.closed:
+                self.conn.close()
 
     def kill(self) -> None:
         try:
@@ -74,7 +82,7 @@ class _Proc:
         except Exception:
             pass
         self.proc.join(5)
-        self.conn.close()
+        self._close_conn()
 
     def stop(self) -> None:
         try:
@@ -85,7 +93,7 @@ class _Proc:
         if self.proc.is_alive():
             self.kill()
         else:
-            self.conn.close()
+            self._close_conn()
 
 
 class _Task:
