@@ -146,22 +146,24 @@ def _targets(rows: list[dict], bias: float) -> np.ndarray:
 
 def fit_model(rows: list[dict], zero: list[float], with_bias: bool) -> dict:
     """Bias (median raw offset of the in-sync clips) and the logistic confidence model."""
-    from ..estimators.correlation import peak_features
+    from ..estimators.correlation import feature_names, peak_features
 
     bias = float(np.median(zero)) if (with_bias and zero) else 0.0
-    X = np.array([peak_features(r["stats"]) for r in rows])
+    names = [k for k in feature_names(rows[0]["stats"]) if all(k in feature_names(r["stats"]) for r in rows)]
+    X = np.array([peak_features(r["stats"], names) for r in rows])
     y = _targets(rows, bias)
     mu, sd = X.mean(0), X.std(0)
     sd[sd < 1e-9] = 1.0
     coef, icpt = fit_logistic((X - mu) / sd, y)
-    return {"bias_ms": round(bias, 2), "coef": [round(float(c), 5) for c in coef], "intercept": round(icpt, 5),
+    return {"bias_ms": round(bias, 2), "features": names,
+            "coef": [round(float(c), 5) for c in coef], "intercept": round(icpt, 5),
             "mean": [round(float(v), 5) for v in mu], "scale": [round(float(v), 5) for v in sd]}
 
 
 def predict(model: dict, rows: list[dict]) -> np.ndarray:
     from ..estimators.correlation import peak_features
 
-    X = np.array([peak_features(r["stats"]) for r in rows])
+    X = np.array([peak_features(r["stats"], model.get("features")) for r in rows])
     z = model["intercept"] + ((X - np.asarray(model["mean"])) / np.asarray(model["scale"])) @ np.asarray(model["coef"])
     p = 1.0 / (1.0 + np.exp(-z))
     edge = np.array([bool(r["stats"]["at_edge"]) for r in rows])

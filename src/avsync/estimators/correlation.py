@@ -47,36 +47,63 @@ def use_calibration(table: dict | None) -> None:
     _installed = table
 
 
-def peak_features(stats: dict) -> np.ndarray:
-    """The peak statistics the confidence model reads (order matters: see calibrate); estimates
-    that weighed lip-closure events add how many there were and how well they fit the peak."""
-    base = [
-        stats["height"],
-        stats["margin"],
-        stats["margin"] / max(stats["spread"], 1e-3),
-        np.log1p(stats["support_s"]),
-        float(stats["at_edge"]),
-        stats["agreement"],
-    ]
-    if "closure_events" in stats:
-        base += [np.log1p(stats["closure_events"]), stats["closure_fit"]]
-    return np.array(base)
+#: the statistics a confidence model may read, by name (a fitted model lists the names it used)
+FEATURES = {
+    "height": lambda s: s["height"],
+    "margin": lambda s: s["margin"],
+    "margin_per_spread": lambda s: s["margin"] / max(s["spread"], 1e-3),
+    "log_support": lambda s: np.log1p(s["support_s"]),
+    "at_edge": lambda s: float(s["at_edge"]),
+    "agreement": lambda s: s["agreement"],
+    "log_closures": lambda s: np.log1p(s["closure_events"]),
+    "closure_fit": lambda s: s["closure_fit"],
+    # how far the peak stands above the peaks of surrogate pairings (clipped: a few clips'
+    # huge values must not steer a linear model)
+    "null_z": lambda s: float(np.clip(s["null_z"], -5.0, 8.0)),
+}
+#: what a model without a feature list was fitted on (older calibration tables)
+LEGACY = ("height", "margin", "margin_per_spread", "log_support", "at_edge", "agreement")
+NEEDS = {"margin_per_spread": "spread", "log_support": "support_s", "log_closures": "closure_events",
+         "closure_fit": "closure_fit", "null_z": "null_z"}
+
+
+def feature_names(stats: dict) -> list[str]:
+    """Every feature these statistics can give (a fit uses those all its rows give)."""
+    return [k for k in FEATURES if NEEDS.get(k, k) in stats]
+
+
+def peak_features(stats: dict, names=None) -> np.ndarray:
+    """The peak statistics a confidence model reads, in the order of ``names`` (default: the
+    legacy set, plus the closures' count and fit when the estimate weighed lip closures)."""
+    if names is None:
+        names = list(LEGACY) + (["log_closures", "closure_fit"] if "closure_events" in stats else [])
+    return np.array([FEATURES[k](stats) for k in names], np.float64)
 
 
 def confidence_from(method: str, stats: dict) -> float:
     """Calibrated P(|error| <= 1 frame) from the peak statistics (0 when uncalibrated
     and the peak sits at the range edge; otherwise a logistic model)."""
     cal = calibration_table().get(method)
-    x = peak_features(stats)
-    if cal is not None and len(cal.get("coef", ())) != x.size:
-        cal = None  # fitted on other statistics (an older calibration file): treat as uncalibrated
+    mu = sd = None
+    if cal is not None:
+        mu = np.asarray(cal.get("mean", ()), np.float64)
+        sd = np.asarray(cal.get("scale", ()), np.float64)
+        names = cal.get("features")
+        if names is None:  # an older table: the legacy statistics in their order
+            x = peak_features(stats)
+        elif all(k in FEATURES for k in names) and len(names) == mu.size:
+            # a statistic this estimate lacks sits at the fit's mean (it says nothing either way)
+            x = np.array([FEATURES[k](stats) if NEEDS.get(k, k) in stats else mu[i]
+                          for i, k in enumerate(names)], np.float64)
+        else:
+            x = None
+        if x is None or len(cal.get("coef", ())) != x.size or mu.size != x.size or sd.size != x.size:
+            cal = None  # fitted on other statistics (an older calibration file): treat as uncalibrated
     if cal is None:
         # Uncalibrated fallback: a conservative guess from the margin alone.
         z = -3.0 + 12.0 * stats["margin"] - 3.0 * float(stats["at_edge"])
         return float(1.0 / (1.0 + np.exp(-z)))
     w = np.asarray(cal["coef"], np.float64)
-    mu = np.asarray(cal["mean"], np.float64)
-    sd = np.asarray(cal["scale"], np.float64)
     z = float(cal["intercept"] + np.dot(w, (x - mu) / sd))
     return float(1.0 / (1.0 + np.exp(-z)))
 
@@ -85,6 +112,40 @@ def _mean_profile(profiles: list[np.ndarray]) -> np.ndarray:
     stack = np.vstack(profiles)
     cnt = np.isfinite(stack).sum(0)
     return np.where(cnt > 0, np.nansum(stack, axis=0) / np.maximum(cnt, 1), np.nan)
+
+
+#: surrogate pairings per estimate: the audio reversed in time and turned circularly to
+#: SURROGATES evenly spaced starts keeps its loudness rhythm and pauses but can no longer
+#: match the picture, so the peaks they reach show how high a peak gets by chance on this
+#: very pair of signals (a null pair's peak is no higher than theirs; a true one stands out)
+SURROGATES = 12
+#: the spread of the surrogates' peaks is floored at this (few, similar surrogates)
+SURROGATE_SD_FLOOR = 0.02
+
+
+def surrogate_peaks(pairs: list, max_lag: int, min_overlap: int, count: int = SURROGATES) -> np.ndarray:
+    """The highest mean correlation over lags of each surrogate pairing of ``pairs``."""
+    out = []
+    reversed_ = {}
+    for k in range(count):
+        profiles = []
+        for v, a, *_ in pairs:
+            r = reversed_.get(id(a))
+            if r is None:
+                r = reversed_[id(a)] = np.asarray(a, np.float64)[::-1]
+            turned = np.roll(r, int(round(k * r.size / count)))
+            profiles.append(lagged_pearson(v, turned, max_lag, min_overlap=min_overlap, overlap_weight=True))
+        m = _mean_profile(profiles)
+        if np.isfinite(m).any():
+            out.append(float(np.nanmax(m)))
+    return np.array(out, np.float64)
+
+
+def null_z(height: float, peaks: np.ndarray) -> float:
+    """How many (floored) standard deviations ``height`` stands above the surrogates' peaks."""
+    if peaks.size < 3:
+        return 0.0
+    return float((height - peaks.mean()) / max(float(peaks.std()), SURROGATE_SD_FLOOR))
 
 
 #: how observer groups combine: "mean" (z-scored group means averaged) or "best" (the group
@@ -186,6 +247,8 @@ class CorrelationEstimator(Estimator):
             "agreement": float(np.mean(agree)) if agree else 0.0,
             "raw_offset_ms": raw_ms,
         }
+        peaks = surrogate_peaks(pairs, max_lag, int(self.min_support_s * GRID_HZ))
+        stats["null_z"] = null_z(peak.height, peaks)
         stats.update(extra)
         if "closure_curve" in stats:  # the closures' fit at the chosen lag
             curve = stats.pop("closure_curve")
