@@ -167,9 +167,13 @@ def _detect(path: str, options: DetectOptions, progress: Progress | None):
         est.prepare()
     with open_media(path, options.audio_stream) as src:
         faces = "off" if options.method == "motion" else "auto"
-        feats = extract_features(src, faces=faces, progress=progress, trajectories=learned, threads=options.threads)
+        feats = extract_features(src, faces=faces, progress=progress, trajectories=learned, threads=options.threads,
+                                 several=faces != "off")
         jumps = list(getattr(src, "discontinuities", None) or [])
         stopped = getattr(src, "decode_error", None)
+    faces = None
+    if feats.others:
+        feats, faces = speaking_face(feats, options)
     warnings, too_little = ([], None) if jumps else completeness(feats, stopped)
     if jumps:  # the features end at the first: measure what comes before it
         feats = _cut_at(feats, jumps[0])
@@ -177,6 +181,8 @@ def _detect(path: str, options: DetectOptions, progress: Progress | None):
     if est is None or est.name != name:
         est = _estimator(name, options)
     report = _analyse(feats, options, progress, est)
+    if faces is not None:
+        report.extra["faces"] = faces
     if jumps:
         report.extra["discontinuity"] = {k: jumps[0][k] for k in ("at_s", "jump_s")}
     report.warnings.extend(warnings)
@@ -184,6 +190,26 @@ def _detect(path: str, options: DetectOptions, progress: Progress | None):
         report.verdict, report.reason = "not_assessable", too_little
     report.elapsed_s = time.perf_counter() - t
     return report, _span_probes(est, feats)[1]
+
+
+def speaking_face(feats: Features, options: DetectOptions) -> tuple[Features, list[dict]]:
+    """With several faces followed: the one whose lips agree best with the sound (the highest
+    whole-file confidence; the correlation peak height breaks ties), and what each face gave."""
+    rows, best, key = [], None, None
+    for k, f in enumerate(feats.faces()):
+        est = _estimator(choose_method(options.method, f), options)
+        e = est.estimate(f)
+        x0, y0, x1, y1 = f.region
+        rows.append({"region": [x0, y0, x1, y1], "face_coverage": round(f.visual.face_coverage, 3),
+                     "offset_ms": None if e.offset_ms is None else round(float(e.offset_ms), 1),
+                     "confidence": round(float(e.confidence), 3), "speaking": False})
+        score = (float(e.confidence) if e.assessable else -1.0, float(e.stats.get("height", 0.0) or 0.0))
+        if key is None or score > key:
+            best, key = k, score
+    rows[best]["speaking"] = True
+    chosen = feats.faces()[best]
+    chosen.others = [(g.region, g.visual) for j, g in enumerate(feats.faces()) if j != best]
+    return chosen, rows
 
 
 #: decoded media shorter than the container declares by more than this share (and than

@@ -79,8 +79,11 @@ class VisualFeatureExtractor:
     GRID = 4  # block motion on a GRID x GRID grid
 
     def __init__(self, fps: float, faces: str = "auto", detect_every: int = 10, trajectories: bool = False,
-                 mesh: bool | None = None):
+                 mesh: bool | None = None, region: tuple[int, int, int, int] | None = None):
         self.fps = fps
+        #: (x0, y0, x1, y1): faces are looked for in this part of the picture only (one of
+        #: several people on screen, see features.several); motion stays whole-picture
+        self.region = region
         self._lips: list[np.ndarray] | None = [] if trajectories else None
         self.faces = faces
         self._tracker = None
@@ -127,6 +130,9 @@ class VisualFeatureExtractor:
             if not self._changed and np.abs(small - self._first).mean() > 0.5:
                 self._changed = True
         self._prev = small
+        if self.region is not None:
+            x0, y0, x1, y1 = self.region
+            img = np.ascontiguousarray(img[y0:y1, x0:x1])
         obs = self._tracker.update(img) if self._tracker is not None else None
         mesh_face = self._add_mesh(img, obs)
         if obs is None:
