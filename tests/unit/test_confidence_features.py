@@ -60,3 +60,26 @@ def test_feature_names_follow_the_statistics_present():
     assert C.feature_names({**stats, "null_z": 1.0})[-1] == "null_z"
     assert C.peak_features({**stats, "null_z": 99.0}, ["null_z"])[0] == 8.0  # clipped
 
+
+
+def test_null_gate_caps_below_and_leaves_above():
+    cal = {"null_gate": 2.0}
+    assert C.gated(cal, {"null_z": 1.9}, 0.9) == C.GATED_MAX
+    assert C.gated(cal, {"null_z": 2.0}, 0.9) == 0.9
+    assert C.gated(cal, {"null_z": 0.5}, 0.2) == 0.2  # never raised
+    assert C.gated({}, {"null_z": 0.1}, 0.9) == 0.9  # a table without a gate
+    assert C.gated(cal, {}, 0.9) == 0.9  # an estimate without surrogates
+
+
+def test_fit_null_gate_is_the_smallest_z_meeting_the_target():
+    from avsync.bench.calibrate import fit_null_gate
+
+    # a model that is confident on everything (intercept only), 100 null pairs with null_z 0..9.9
+    model = {"bias_ms": 0.0, "features": ["height"], "coef": [0.0], "intercept": 5.0, "mean": [0.0], "scale": [1.0]}
+    rows = [{"null": True, "stats": {"height": 0.5, "at_edge": False, "null_z": i / 10}} for i in range(100)]
+    rows += [{"null": False, "stats": {"height": 0.5, "at_edge": False, "null_z": 0.0}}] * 50  # ignored
+    # at most 3 of 100 confident: z >= 9.7 leaves 9.7, 9.8, 9.9 -> capped at the largest gate tried
+    assert fit_null_gate(model, rows, 0.03) == 8.0
+    # at most 30 of 100: z >= 7.0 leaves 70..99
+    assert fit_null_gate(model, rows, 0.30) == 7.0
+    assert fit_null_gate(model, [r for r in rows if not r["null"]]) is None

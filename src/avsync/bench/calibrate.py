@@ -166,8 +166,34 @@ def predict(model: dict, rows: list[dict]) -> np.ndarray:
     X = np.array([peak_features(r["stats"], model.get("features")) for r in rows])
     z = model["intercept"] + ((X - np.asarray(model["mean"])) / np.asarray(model["scale"])) @ np.asarray(model["coef"])
     p = 1.0 / (1.0 + np.exp(-z))
+    if model.get("null_gate") is not None:
+        from ..estimators.correlation import gated
+
+        p = np.array([gated(model, r["stats"], float(v)) for r, v in zip(rows, p)])
     edge = np.array([bool(r["stats"]["at_edge"]) for r in rows])
     return np.where(edge, np.minimum(p, 0.05), p)
+
+
+#: the null gate keeps the false-confidence on the gate's null pairs at or under this
+NULL_GATE_TARGET = 0.03
+NULL_GATE_STEP = 0.1
+NULL_GATE_MAX = 8.0
+
+
+def fit_null_gate(model: dict, rows: list[dict], target: float = NULL_GATE_TARGET) -> float | None:
+    """The smallest surrogate z-score (a multiple of NULL_GATE_STEP) that an answer must reach to
+    be called confident so that at most ``target`` of the null pairs in ``rows`` are confident;
+    None without null pairs or without null_z in their statistics."""
+    nulls = [r for r in rows if r["null"] and r["stats"].get("null_z") is not None]
+    if not nulls:
+        return None
+    p = predict({k: v for k, v in model.items() if k != "null_gate"}, nulls)
+    z = np.array([float(r["stats"]["null_z"]) for r in nulls])
+    conf = p >= 0.5
+    for g in np.arange(0.0, NULL_GATE_MAX + 1e-9, NULL_GATE_STEP):
+        if float(np.mean(conf & (z >= g))) <= target:
+            return round(float(g), 2)
+    return NULL_GATE_MAX
 
 
 def reliability(p: np.ndarray, y: np.ndarray) -> list[str]:
@@ -180,15 +206,25 @@ def reliability(p: np.ndarray, y: np.ndarray) -> list[str]:
 
 
 def calibrate(method: str, feats: list, seed: int = 0, with_bias: bool | None = None,
-              bases: list[float] | None = None) -> tuple[dict, str]:
+              bases: list[float] | None = None, gate_from: int | None = None) -> tuple[dict, str]:
+    """The bias and confidence model of ``method`` on ``feats``; ``gate_from``: the null gate
+    (see fit_null_gate) is fitted on the null pairs of the clips from this index on."""
     rng = random.Random(seed)
     rows, zero = samples_for(method, feats, rng, bases)
     with_bias = (method == "lips") if with_bias is None else with_bias
     model = fit_model(rows, [z for _, z in zero], with_bias)
+    gate_note = ""
+    if gate_from is not None:
+        gate_rows = [r for r in rows if r["clip"] >= gate_from]
+        gate = fit_null_gate(model, gate_rows)
+        if gate is not None:
+            model["null_gate"] = gate
+            gate_note = (f", null gate z >= {gate:.1f} (fitted on {sum(r['null'] for r in gate_rows)} null pairs "
+                         f"of {len(feats) - gate_from} clips)")
     y = _targets(rows, model["bias_ms"])
     p = predict(model, rows)
     lines = [f"{method}: {len(feats)} clips, {len(rows)} samples ({int(sum(r['null'] for r in rows))} null), "
-             f"bias {model['bias_ms']:+.1f} ms, base rate {y.mean():.3f}"]
+             f"bias {model['bias_ms']:+.1f} ms, base rate {y.mean():.3f}{gate_note}"]
     lines += reliability(p, y)
     model.update(n_clips=len(feats), n_samples=len(rows))
     return model, "\n".join(lines)
@@ -280,7 +316,9 @@ def speech_fit(feats: list, bases: list[float], speech: list, command: str, seed
     table["lips"] = {"bias_ms": round(lips_bias_first(allf, allb), 2)}
     use_calibration(dict(table))
     try:
-        model, text = calibrate("lips", allf, seed, bases=allb)
+        # the null gate from the speech clips' null pairs (the training clips' nulls are mostly
+        # 1.2-s single words, whose surrogate z-scores say little about longer speech)
+        model, text = calibrate("lips", allf, seed, bases=allb, gate_from=len(allf) - len(speech) if speech else None)
     finally:
         use_calibration(None)
     model["fitted_on"] = "training clips" + (f" + {len(speech)} speech clips of known base" if speech else "")

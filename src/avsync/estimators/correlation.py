@@ -105,7 +105,21 @@ def confidence_from(method: str, stats: dict) -> float:
         return float(1.0 / (1.0 + np.exp(-z)))
     w = np.asarray(cal["coef"], np.float64)
     z = float(cal["intercept"] + np.dot(w, (x - mu) / sd))
-    return float(1.0 / (1.0 + np.exp(-z)))
+    return gated(cal, stats, float(1.0 / (1.0 + np.exp(-z))))
+
+
+#: below its table's null gate an answer's confidence is at most this (never "confident")
+GATED_MAX = 0.45
+
+
+def gated(cal: dict, stats: dict, p: float) -> float:
+    """``p`` capped at GATED_MAX when the peak does not stand out from the surrogate pairings
+    by the table's ``null_gate`` (a null_z below it; see calibrate.fit_null_gate)."""
+    gate = cal.get("null_gate")
+    z = stats.get("null_z")
+    if gate is None or z is None or not np.isfinite(z) or z >= gate:
+        return p
+    return min(p, GATED_MAX)
 
 
 def _mean_profile(profiles: list[np.ndarray]) -> np.ndarray:
