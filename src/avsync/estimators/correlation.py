@@ -16,7 +16,7 @@ from importlib import resources
 import numpy as np
 
 from .base import Estimate, Estimator, LagProfile
-from .xcorr import Peak, find_peak, lagged_pearson
+from .xcorr import Peak, find_peak, lagged_pearson, lagged_pearson_many
 
 GRID_HZ = 100.0
 #: peaks closer than this to the best one are the same peak (for the runner-up)
@@ -141,15 +141,22 @@ def surrogate_peaks(pairs: list, max_lag: int, min_overlap: int, count: int = SU
     """The highest mean correlation over lags of each surrogate pairing of ``pairs``."""
     out = []
     reversed_ = {}
+    jobs = []
     for k in range(count):
-        profiles = []
+        turned = {}
         for v, a, *_ in pairs:
-            r = reversed_.get(id(a))
-            if r is None:
-                r = reversed_[id(a)] = np.asarray(a, np.float64)[::-1]
-            turned = np.roll(r, int(round(k * r.size / count)))
-            profiles.append(lagged_pearson(v, turned, max_lag, min_overlap=min_overlap, overlap_weight=True))
-        m = _mean_profile(profiles)
+            t = turned.get(id(a))
+            if t is None:
+                r = reversed_.get(id(a))
+                if r is None:
+                    r = reversed_[id(a)] = np.asarray(a, np.float64)[::-1]
+                t = turned[id(a)] = np.roll(r, int(round(k * r.size / count)))
+            jobs.append((k, v, t))
+    # one transform per distinct picture signal and per turned sound (the pairs share them)
+    profiles = lagged_pearson_many([(v, t) for _, v, t in jobs], max_lag, min_overlap=min_overlap,
+                                   overlap_weight=True)
+    for k in range(count):
+        m = _mean_profile([p for (j, _, _), p in zip(jobs, profiles) if j == k])
         if np.isfinite(m).any():
             out.append(float(np.nanmax(m)))
     return np.array(out, np.float64)
