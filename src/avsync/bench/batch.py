@@ -96,6 +96,33 @@ def _own_cpu_s() -> float:
     return r.ru_utime + r.ru_stime
 
 
+def _answers(rows: list[dict]) -> dict:
+    """input -> (status, offset_ms, confidence) of a batch output."""
+    out = {}
+    for r in rows:
+        rep = r.get("report") if isinstance(r.get("report"), dict) else {}
+        out[os.path.basename(str(r.get("input")))] = (r.get("status"), rep.get("offset_ms"), rep.get("confidence"))
+    return out
+
+
+def _media_minutes(rows: list[dict]) -> float:
+    total = 0.0
+    for r in rows:
+        rep = r.get("report") if isinstance(r.get("report"), dict) else {}
+        d = (rep.get("media") or {}).get("duration_s") if isinstance(rep.get("media"), dict) else None
+        total += float(d or 0.0)
+    return total / 60.0
+
+
+def _compare(x: dict, y: dict) -> str:
+    """Whether two runs' answers agree input by input."""
+    keys = sorted(set(x) | set(y))
+    diff = [k for k in keys if x.get(k) != y.get(k)]
+    if not diff:
+        return f"identical for all {len(keys)} inputs (status, offset, confidence)"
+    return f"{len(diff)} of {len(keys)} inputs differ: " + ", ".join(diff[:5])
+
+
 def main(args: argparse.Namespace) -> int:
     import warnings
 
@@ -113,6 +140,8 @@ def main(args: argparse.Namespace) -> int:
         print(f"inputs: {len(inputs)} ({len(inputs) - 1} re-timed variants of real clips + 1 corrupt) "
               f"made in {time.perf_counter() - t:.1f} s; cpus {os.cpu_count()}", flush=True)
         times: dict[int, list[float]] = {k: [] for k in counts}
+        cpus: dict[int, list[float]] = {k: [] for k in counts}
+        answers: dict[int, dict] = {}
         last_out = None
         repeat = max(1, getattr(args, "repeat", 1) or 1)
         threads = getattr(args, "threads", None)
@@ -136,10 +165,16 @@ def main(args: argparse.Namespace) -> int:
                     load1 = os.getloadavg()[0]
                     rows = [json.loads(x) for x in open(out, encoding="utf-8")]
                     errs = [r for r in rows if r["status"] == "error"]
+                    cpus[k].append(cpu)
+                    answers.setdefault(k, {}).update(_answers(rows))
+                    media_min = _media_minutes(rows)
                     print(f"{'round ' + str(rnd + 1) + ': ' if repeat > 1 else ''}workers {k} (thread budget "
                           f"{budget}{'' if threads else ', decoder threads by FFmpeg'}): {wall:.1f} s wall, workers' CPU {cpu:.1f} s ({cpu / max(res.done, 1):.2f} "
                           f"s per input, {cpu / wall:.2f} cores busy on average; this process (client, scheduler, "
                           f"output) {own:.1f} s), load average {load0:.1f} -> {load1:.1f}", flush=True)
+                    print(f"  {len(rows)} rows over {media_min:.2f} min of media: workers' CPU "
+                          f"{cpu / max(media_min, 1e-9):.1f} s per media minute, throughput "
+                          f"{len(rows) / wall * 60:.1f} inputs / {media_min / wall * 60:.2f} media min per minute", flush=True)
                     print(f"  {len(rows)} rows, {len(errs)} error row(s): "
                           f"{'; '.join(r['error'] for r in errs)[:160]}", flush=True)
                     if k == counts[-1] and rnd == repeat - 1:
@@ -153,6 +188,14 @@ def main(args: argparse.Namespace) -> int:
             ups = [x / y for x, y in zip(times[a], times[b])]
             med = statistics.median(ups)
             each = ", ".join(f"{u:.2f}x" for u in ups)
+            eff = [u * a / b for u in ups]
+            print(f"parallel efficiency {b} vs {a} workers (throughput with {b} / ({b}/{a} x throughput "
+                  f"with {a})): median {100 * statistics.median(eff):.0f} % (rounds: "
+                  + ", ".join(f"{100 * e:.0f} %" for e in eff) + f"); workers' CPU per round {a}: "
+                  + ", ".join(f"{c:.1f}" for c in cpus[a]) + f" s, {b}: " + ", ".join(f"{c:.1f}" for c in cpus[b])
+                  + " s", flush=True)
+            same = _compare(answers.get(a, {}), answers.get(b, {}))
+            print(f"results {a} vs {b} workers: {same}", flush=True)
             print(f"speed-up {b} vs {a} workers: {med:.2f}x"
                   + (f" (median of {len(ups)} rounds: {each}; best walls {min(times[a]):.1f} s vs "
                      f"{min(times[b]):.1f} s = {min(times[a]) / min(times[b]):.2f}x)" if len(ups) > 1 else ""),
