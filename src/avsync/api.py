@@ -108,10 +108,10 @@ def _span_probes(est: Estimator, features):
     offset and confidence (``measure``)."""
 
     def probe(t0: float, t1: float):
-        e = est.estimate(features, t0, t1)
-        if e.profile is None:
+        prof = est.lag_profile(features, t0, t1)
+        if prof is None:
             return None
-        return e.profile.lag_ms, e.profile.value, e.profile.kind
+        return prof.lag_ms, prof.value, prof.kind
 
     def measure(t0: float, t1: float):
         e = est.estimate(features, t0, t1)

@@ -62,6 +62,11 @@ class Estimator(ABC):
     def estimate(self, features, t0: float | None = None, t1: float | None = None) -> Estimate:
         """Offset of the media between times ``t0`` and ``t1`` (whole file when None)."""
 
+    def lag_profile(self, features, t0: float | None = None, t1: float | None = None):
+        """Only the lag profile (:class:`LagProfile` or None) of the span: what the offset-step
+        segmentation reads; estimators that can skip their confidence work here override it."""
+        return self.estimate(features, t0, t1).profile
+
 
 _REGISTRY: dict[str, Callable[..., Estimator]] = {}
 

@@ -216,6 +216,13 @@ class CorrelationEstimator(Estimator):
         return float(calibration_table().get(self.name, {}).get("bias_ms", 0.0))
 
     def estimate(self, features, t0=None, t1=None) -> Estimate:
+        return self._estimate(features, t0, t1, True)
+
+    def lag_profile(self, features, t0=None, t1=None):
+        # the profile does not depend on the surrogates (they only feed the confidence)
+        return self._estimate(features, t0, t1, False).profile
+
+    def _estimate(self, features, t0, t1, surrogates: bool) -> Estimate:
         V, A = features.visual, features.audio
         lo = min(V.times[0], A.t0) if t0 is None else t0
         hi = max(V.times[-1], A.times[-1]) if t1 is None else t1
@@ -268,8 +275,9 @@ class CorrelationEstimator(Estimator):
             "agreement": float(np.mean(agree)) if agree else 0.0,
             "raw_offset_ms": raw_ms,
         }
-        peaks = surrogate_peaks(pairs, max_lag, int(self.min_support_s * GRID_HZ))
-        stats["null_z"] = null_z(peak.height, peaks)
+        if surrogates:
+            peaks = surrogate_peaks(pairs, max_lag, int(self.min_support_s * GRID_HZ))
+            stats["null_z"] = null_z(peak.height, peaks)
         stats.update(extra)
         if "closure_curve" in stats:  # the closures' fit at the chosen lag
             curve = stats.pop("closure_curve")
