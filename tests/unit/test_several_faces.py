@@ -48,3 +48,16 @@ def test_faces_one_above_the_other_keep_full_width():
     ra, rb = several.regions([a, b], (360, 640))
     assert ra[2] - ra[0] == pytest.approx(2.6 * 60, abs=2)
     assert rb[2] - rb[0] == pytest.approx(2.6 * 60, abs=2)
+
+
+def test_a_region_the_picture_no_longer_holds_gives_faceless_rows():
+    from types import SimpleNamespace
+
+    from avsync.features.visual import VisualFeatureExtractor
+
+    v = VisualFeatureExtractor(25.0, region=(300, 0, 448, 224))
+    v.add(SimpleNamespace(image=np.zeros((224, 448), np.uint8), t=0.0))
+    v.add(SimpleNamespace(image=np.zeros((160, 160), np.uint8), t=0.04))  # smaller picture
+    f = v.finish()
+    assert len(f) == 2 and not f.face_detected[1]
+    assert all(len(x) == 2 for x in f.mouth.values())

@@ -133,6 +133,9 @@ class VisualFeatureExtractor:
         if self.region is not None:
             x0, y0, x1, y1 = self.region
             img = np.ascontiguousarray(img[y0:y1, x0:x1])
+            if min(img.shape[:2]) < 16:  # the picture changed size: the region left it
+                self._no_face()
+                return
         obs = self._tracker.update(img) if self._tracker is not None else None
         mesh_face = self._add_mesh(img, obs)
         if obs is None:
@@ -148,6 +151,16 @@ class VisualFeatureExtractor:
             self._iod.append(m[4])
             if self._lips is not None:
                 self._lips.append(level_mouth(obs.landmarks))
+
+    def _no_face(self) -> None:
+        """This frame's rows without a face."""
+        self._mouth.append((np.nan,) * 4)
+        self._face.append(False)
+        self._iod.append(np.nan)
+        if self._lips is not None:
+            self._lips.append(np.full((20, 2), np.nan, np.float32))
+        if self._mesh is not None:
+            self._mesh_rows.append((np.nan,) * 4)
 
     def _add_mesh(self, img: np.ndarray, obs) -> bool:
         """Mesh lip measures of this frame (NaN when none): around the dlib face when one is
