@@ -166,7 +166,7 @@ def _detect(path: str, options: DetectOptions, progress: Progress | None):
     if learned and est is not None:  # fail fast (missing weights / torch) before decoding
         est.prepare()
     with open_media(path, options.audio_stream) as src:
-        faces = "off" if options.method == "motion" else "auto"
+        faces = "off" if options.method in ("motion", "events") else "auto"
         feats = extract_features(src, faces=faces, progress=progress, trajectories=learned, threads=options.threads,
                                  several=faces != "off")
         jumps = list(getattr(src, "discontinuities", None) or [])

@@ -6,7 +6,7 @@ torch or ONNX Runtime only when they load weights)."""
 from __future__ import annotations
 
 from ..errors import UsageError
-from . import closures, fcn, lips, motion  # noqa: F401  (registers the built-in plugins)
+from . import closures, events, fcn, lips, motion  # noqa: F401  (registers the built-in plugins)
 from .base import _REGISTRY, Estimator, EstimatorOptions
 from .syncnet import plugin  # noqa: F401
 
