@@ -171,9 +171,9 @@ def _detect(path: str, options: DetectOptions, progress: Progress | None):
                                  several=faces != "off")
         jumps = list(getattr(src, "discontinuities", None) or [])
         stopped = getattr(src, "decode_error", None)
-    faces = None
+    face_rows = None
     if feats.others:
-        feats, faces = speaking_face(feats, options)
+        feats, face_rows = speaking_face(feats, options)
     warnings, too_little = ([], None) if jumps else completeness(feats, stopped)
     if jumps:  # the features end at the first: measure what comes before it
         feats = _cut_at(feats, jumps[0])
@@ -181,8 +181,8 @@ def _detect(path: str, options: DetectOptions, progress: Progress | None):
     if est is None or est.name != name:
         est = _estimator(name, options)
     report = _analyse(feats, options, progress, est)
-    if faces is not None:
-        report.extra["faces"] = faces
+    if face_rows is not None:
+        report.extra["faces"] = face_rows
     if jumps:
         report.extra["discontinuity"] = {k: jumps[0][k] for k in ("at_s", "jump_s")}
     report.warnings.extend(warnings)
