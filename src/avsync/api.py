@@ -79,13 +79,15 @@ def analyse(features: Features, options: DetectOptions = DetectOptions(),
 
 
 def _analyse(features: Features, options: DetectOptions, progress: Progress | None,
-             est: Estimator | None = None) -> Report:
-    """:func:`analyse` with the estimator already built (``est``; built here when None)."""
+             est: Estimator | None = None, whole: Estimate | None = None) -> Report:
+    """:func:`analyse` with the estimator already built (``est``; built here when None) and,
+    when given, its whole-file estimate of these very features (``whole``)."""
     info = features.info
     name = choose_method(options.method, features)
     if est is None or est.name != name:
-        est = _estimator(name, options)
-    whole: Estimate = est.estimate(features)
+        est, whole = _estimator(name, options), None
+    if whole is None:
+        whole = est.estimate(features)
     tol = tolerance(options.tolerance, info.video_fps)
     windows: list[Window] = []
     if options.timeline:
@@ -171,16 +173,19 @@ def _detect(path: str, options: DetectOptions, progress: Progress | None):
                                  several=faces != "off")
         jumps = list(getattr(src, "discontinuities", None) or [])
         stopped = getattr(src, "decode_error", None)
-    face_rows = None
+    face_rows, chosen = None, (None, None)
     if feats.others:
-        feats, face_rows = speaking_face(feats, options)
+        feats, face_rows, chosen = speaking_face(feats, options)
     warnings, too_little = ([], None) if jumps else completeness(feats, stopped)
     if jumps:  # the features end at the first: measure what comes before it
         feats = _cut_at(feats, jumps[0])
     name = choose_method(options.method, feats)
+    whole = None
+    if not jumps and chosen[0] is not None and chosen[0].name == name:
+        est, whole = chosen  # the speaking face's estimator and whole-file estimate, already made
     if est is None or est.name != name:
         est = _estimator(name, options)
-    report = _analyse(feats, options, progress, est)
+    report = _analyse(feats, options, progress, est, whole)
     if face_rows is not None:
         report.extra["faces"] = face_rows
     if jumps:
@@ -192,13 +197,16 @@ def _detect(path: str, options: DetectOptions, progress: Progress | None):
     return report, _span_probes(est, feats)[1]
 
 
-def speaking_face(feats: Features, options: DetectOptions) -> tuple[Features, list[dict]]:
+def speaking_face(feats: Features, options: DetectOptions) -> tuple[Features, list[dict], tuple]:
     """With several faces followed: the one whose lips agree best with the sound (the highest
-    whole-file confidence; the correlation peak height breaks ties), and what each face gave."""
-    rows, best, key = [], None, None
-    for k, f in enumerate(feats.faces()):
+    whole-file confidence; the correlation peak height breaks ties), what each face gave, and
+    the chosen face's (estimator, whole-file estimate)."""
+    rows, best, key, made = [], None, None, []
+    faces = feats.faces()
+    for k, f in enumerate(faces):
         est = _estimator(choose_method(options.method, f), options)
         e = est.estimate(f)
+        made.append((est, e))
         x0, y0, x1, y1 = f.region
         rows.append({"region": [x0, y0, x1, y1], "face_coverage": round(f.visual.face_coverage, 3),
                      "offset_ms": None if e.offset_ms is None else round(float(e.offset_ms), 1),
@@ -207,9 +215,9 @@ def speaking_face(feats: Features, options: DetectOptions) -> tuple[Features, li
         if key is None or score > key:
             best, key = k, score
     rows[best]["speaking"] = True
-    chosen = feats.faces()[best]
-    chosen.others = [(g.region, g.visual) for j, g in enumerate(feats.faces()) if j != best]
-    return chosen, rows
+    chosen = faces[best]
+    chosen.others = [(g.region, g.visual) for j, g in enumerate(faces) if j != best]
+    return chosen, rows, made[best]
 
 
 #: decoded media shorter than the container declares by more than this share (and than

@@ -63,8 +63,8 @@ FEATURES = {
 }
 #: what a model without a feature list was fitted on (older calibration tables)
 LEGACY = ("height", "margin", "margin_per_spread", "log_support", "at_edge", "agreement")
-NEEDS = {"margin_per_spread": "spread", "log_support": "support_s", "log_closures": "closure_events",
-         "closure_fit": "closure_fit", "null_z": "null_z"}
+#: the statistic a feature is computed from, where its name differs
+NEEDS = {"margin_per_spread": "spread", "log_support": "support_s", "log_closures": "closure_events"}
 
 
 def feature_names(stats: dict) -> list[str]:

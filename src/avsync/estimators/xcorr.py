@@ -71,10 +71,7 @@ def drop_run_edges(x: np.ndarray, edge: int) -> np.ndarray:
 
 def _xcorr_full(x: np.ndarray, y: np.ndarray, max_lag: int, nfft: int) -> np.ndarray:
     """c[L] = sum_n x[n] * y[n - L] for L in [-max_lag, max_lag]."""
-    X = np.fft.rfft(x, nfft)
-    Y = np.fft.rfft(y, nfft)
-    c = np.fft.irfft(X * np.conj(Y), nfft)
-    return np.concatenate([c[-max_lag:], c[: max_lag + 1]]) if max_lag > 0 else c[:1]
+    return _back(np.fft.rfft(x, nfft), np.fft.rfft(y, nfft), max_lag, nfft)
 
 
 class _Spectra:
@@ -99,6 +96,7 @@ class _Spectra:
 
 
 def _back(X: np.ndarray, Y: np.ndarray, max_lag: int, nfft: int) -> np.ndarray:
+    """The lags [-max_lag, max_lag] of the cross-correlation whose spectra are X and Y."""
     c = np.fft.irfft(X * np.conj(Y), nfft)
     return np.concatenate([c[-max_lag:], c[: max_lag + 1]]) if max_lag > 0 else c[:1]
 
