@@ -204,6 +204,9 @@ def limit_threads(threads: int) -> None:
             torch.set_num_threads(threads)
         except Exception:
             pass
+    from ..features import mesh
+
+    mesh.set_thread_budget(threads)  # one thread: the face mesh runs in the worker, no child
     _applied_budget = state
 
 

@@ -183,7 +183,8 @@ class _Window:
     def __init__(self, index: int, t0: float, t1: float, fps: float, faces: str):
         self.index, self.t0, self.t1 = index, t0, t1
         self.audio = AudioFeatureExtractor(16000)
-        self.visual = VisualFeatureExtractor(fps, faces=faces)
+        # windows overlap and come and go: the face mesh runs in this process (no child per window)
+        self.visual = VisualFeatureExtractor(fps, faces=faces, mesh_child=False)
         self.first_v = self.last_v = None
         self.first_a: float | None = None
         self.audio_end: float | None = None

@@ -7,6 +7,7 @@ from ..errors import NoAudio, NoVideo
 from ..media.base import AudioChunk, DecodeOptions, MediaInfo, MediaSource, VideoFrame
 from ..progress import Progress
 from .audio import MEL_BANDS, AudioFeatureExtractor, AudioFeatures
+from .mesh import CHILD_MIN_S
 from .prefetch import PREFETCH_DEPTH, Prefetch
 from .visual import VisualFeatureExtractor, VisualFeatures
 
@@ -47,8 +48,12 @@ def extract_features(source: MediaSource, faces: str = "auto", max_side: int = 6
     with Prefetch(source.decode(opts), depth=PREFETCH_DEPTH) as feed:
         builder = FeatureBuilder(source.info, source.path, faces=faces, trajectories=trajectories,
                                  audio_rate=opts.audio_rate, progress=progress, several=several)
-        for item in feed:
-            builder.add(item)
+        try:
+            for item in feed:
+                builder.add(item)
+        except BaseException:
+            builder.close()
+            raise
     return builder.finish()
 
 
@@ -62,8 +67,11 @@ class FeatureBuilder:
         self._total = info.duration_s or 0.0
         self._last = -1.0
         self._audio = AudioFeatureExtractor(audio_rate, mel_bands=MEL_BANDS if trajectories else 0)
+        # the face mesh's child process pays for itself on longer media only
+        child = None if (info.duration_s or 0.0) >= CHILD_MIN_S else False
         self._make = lambda region=None: VisualFeatureExtractor(info.video_fps or 25.0, faces=faces,
-                                                                trajectories=trajectories, region=region)
+                                                                trajectories=trajectories, region=region,
+                                                                mesh_child=child)
         self._visual = self._make() if not (several and faces != "off") else None
         self._others: list[tuple[tuple[int, int, int, int], VisualFeatureExtractor]] = []
         self._region = None
@@ -105,6 +113,12 @@ class FeatureBuilder:
         if self.progress is not None and item.t - self._last >= 1.0:
             self._last = item.t
             self.progress("decode", item.t, self._total)
+
+    def close(self) -> None:
+        """Stop the extractors' helpers (the face mesh's child process) without finishing."""
+        for v in [self._visual] + [v for _, v in self._others]:
+            if v is not None:
+                v.close()
 
     def finish(self) -> Features:
         """The features; :class:`NoAudio` / :class:`NoVideo` when nothing of a stream decoded."""

@@ -6,6 +6,7 @@ tracked face.
 """
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -79,7 +80,8 @@ class VisualFeatureExtractor:
     GRID = 4  # block motion on a GRID x GRID grid
 
     def __init__(self, fps: float, faces: str = "auto", detect_every: int = 10, trajectories: bool = False,
-                 mesh: bool | None = None, region: tuple[int, int, int, int] | None = None):
+                 mesh: bool | None = None, region: tuple[int, int, int, int] | None = None,
+                 mesh_child: bool | None = None):
         self.fps = fps
         #: (x0, y0, x1, y1): faces are looked for in this part of the picture only (one of
         #: several people on screen, see features.several); motion stays whole-picture
@@ -94,8 +96,13 @@ class VisualFeatureExtractor:
 
             self._tracker = FaceTracker(detect_every=detect_every)
             if mesh or (mesh is None and meshmod.available()):
-                self._mesh = meshmod.MeshLandmarker()
-        self._mesh_rows: list[tuple] = []
+                # the mesh network runs in a child process beside the dlib fit when a second
+                # core is there (``mesh_child``: None = then; the answers are the same either way)
+                child = meshmod.child_useful() if mesh_child is None else mesh_child
+                self._mesh = meshmod.MeshRunner(child=child)
+        self._mesh_rows: list[tuple | None] = []
+        #: mesh crops sent and not answered: (row, scale, centre x, centre y)
+        self._mesh_queue: deque[tuple[int, float, float, float]] = deque()
         self._mesh_prev: np.ndarray | None = None  # last mesh of a face crop (no dlib face)
         self._since_crop_try = CROP_TRY_EVERY
         self._prev: np.ndarray | None = None
@@ -164,39 +171,66 @@ class VisualFeatureExtractor:
 
     def _add_mesh(self, img: np.ndarray, obs) -> bool:
         """Mesh lip measures of this frame (NaN when none): around the dlib face when one is
-        tracked; otherwise the frame is tried as a face crop (every ``CROP_TRY_EVERY`` frames
-        until a face is seen, then every frame while it holds).  True when the mesh alone
+        tracked (sent to the mesh runner, answered later); otherwise the frame is tried as a
+        face crop (every ``CROP_TRY_EVERY`` frames until a face is seen, then every frame while
+        it holds; answered at once, as the next box follows from it).  True when the mesh alone
         found the face (a crop dlib cannot fit)."""
-        from .mesh import MIN_FACE_SCORE, mouth_from_mesh
+        from .mesh import IN_FLIGHT, box_around
 
         if self._mesh is None:
             return False
-        pts, score, crop = None, 0.0, False
         if obs is not None:
             self._mesh_prev = None
-            pts, score = self._mesh.around(img, obs.landmarks)
-        else:
-            self._since_crop_try += 1
-            if self._mesh_prev is not None or self._since_crop_try >= CROP_TRY_EVERY:
-                self._since_crop_try = 0
-                h, w = img.shape[:2]
-                if self._mesh_prev is not None:
-                    (x0, y0), (x1, y1) = self._mesh_prev.min(axis=0), self._mesh_prev.max(axis=0)
-                    cx, cy, side = (x0 + x1) / 2, (y0 + y1) / 2, 1.3 * max(x1 - x0, y1 - y0)
-                else:
-                    cx, cy, side = w / 2, h / 2, 1.2 * max(h, w)
-                pts, score = self._mesh(img, cx, cy, side)
-                crop = True
-        if pts is None or score < MIN_FACE_SCORE:
-            self._mesh_prev = None
+            self._send_mesh(img, *box_around(obs.landmarks))
+            if self._mesh.pending() > IN_FLIGHT:
+                self._mesh_answer()
+            return False
+        self._since_crop_try += 1
+        if self._mesh_prev is None and self._since_crop_try < CROP_TRY_EVERY:
             self._mesh_rows.append((np.nan,) * 4)
             return False
-        if crop:
-            self._mesh_prev = pts
-        self._mesh_rows.append(mouth_from_mesh(pts))
-        return crop
+        self._since_crop_try = 0
+        h, w = img.shape[:2]
+        if self._mesh_prev is not None:
+            (x0, y0), (x1, y1) = self._mesh_prev.min(axis=0), self._mesh_prev.max(axis=0)
+            cx, cy, side = (x0 + x1) / 2, (y0 + y1) / 2, 1.3 * max(x1 - x0, y1 - y0)
+        else:
+            cx, cy, side = w / 2, h / 2, 1.2 * max(h, w)
+        self._send_mesh(img, cx, cy, side)
+        while self._mesh_queue:
+            pts = self._mesh_answer()
+        self._mesh_prev = pts
+        return pts is not None
+
+    def _send_mesh(self, img: np.ndarray, cx: float, cy: float, side: float) -> None:
+        from .mesh import square_crop
+
+        crop, k = square_crop(img, cx, cy, side)
+        self._mesh_rows.append(None)
+        self._mesh_queue.append((len(self._mesh_rows) - 1, k, cx, cy))
+        self._mesh.submit(crop)
+
+    def _mesh_answer(self) -> np.ndarray | None:
+        """Read the oldest mesh answer into its row; its points (None: no face in the box)."""
+        from .mesh import MIN_FACE_SCORE, mouth_from_mesh, place
+
+        row, k, cx, cy = self._mesh_queue.popleft()
+        pts, score = place(*self._mesh.answer(), k, cx, cy)
+        if score < MIN_FACE_SCORE:
+            self._mesh_rows[row] = (np.nan,) * 4
+            return None
+        self._mesh_rows[row] = mouth_from_mesh(pts)
+        return pts
+
+    def close(self) -> None:
+        """Stop the mesh runner's child (``finish`` does; for extractors given up before it)."""
+        if self._mesh is not None:
+            self._mesh.close()
 
     def finish(self) -> VisualFeatures | None:
+        while self._mesh_queue:
+            self._mesh_answer()
+        self.close()
         if not self._t:
             return None
         order = np.argsort(np.asarray(self._t), kind="stable")
