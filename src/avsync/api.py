@@ -95,14 +95,35 @@ def _analyse(features: Features, options: DetectOptions, progress: Progress | No
         start = max(V.times[0], A.t0)
         end = min(V.times[-1], A.times[-1])
         spans = window_spans(start, end, options.window_s, options.hop_s) if end > start else []
-        for i, (t0, t1) in enumerate(spans):
-            e = whole if len(spans) == 1 else est.estimate(features, t0, t1)
-            windows.append(Window(t0, t1, e.offset_ms, e.confidence))
-            if progress is not None and i % 20 == 0:
-                progress("windows", i + 1, len(spans))
+        if len(spans) == 1:
+            windows.append(Window(*spans[0], whole.offset_ms, whole.confidence))
+        else:
+            windows = [Window(t0, t1, *m) for (t0, t1), m in zip(spans, _measure_spans(est, features, spans, progress))]
     probe, measure = _span_probes(est, features)
     return build_report(info.to_dict(), name, whole, windows, tol, probe=probe, measure=measure,
                         window_s=options.window_s, hop_s=options.hop_s)
+
+
+#: a timeline of at least this many windows has its second half measured by a forked copy of
+#: this process on a second core (same code on the same features: the same numbers)
+FORK_MIN_WINDOWS = 16
+
+
+def _measure_spans(est: Estimator, features, spans: list, progress: Progress | None) -> list[tuple]:
+    """(offset_ms, confidence) of ``est`` over every span, in order (half of them on a second
+    core when there is one: :func:`avsync.parallel.halves`)."""
+    from .parallel import halves
+
+    def measure(part, share: int):
+        out = []
+        for i, (t0, t1) in enumerate(part):
+            e = est.estimate(features, t0, t1)
+            out.append((e.offset_ms, e.confidence))
+            if share and progress is not None and i % 20 == 0:
+                progress("windows", min(len(spans), (i + 1) * share), len(spans))
+        return out
+
+    return halves(measure, spans, FORK_MIN_WINDOWS)
 
 
 def _span_probes(est: Estimator, features):

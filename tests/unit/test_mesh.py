@@ -77,9 +77,12 @@ def test_a_dead_child_costs_speed_not_answers():
         assert np.array_equal(a, b) and la == lb
 
 
-def test_a_one_thread_budget_keeps_the_mesh_in_this_process(monkeypatch):
-    monkeypatch.setattr(mesh, "_budget", None)
-    mesh.set_thread_budget(1)
-    assert not mesh.child_useful()
-    mesh.set_thread_budget(2)
-    assert mesh.child_useful()
+def test_a_one_thread_budget_keeps_helpers_out(monkeypatch):
+    from avsync import parallel
+
+    monkeypatch.setattr(parallel, "_budget", None)
+    parallel.set_thread_budget(1)
+    assert not parallel.second_core()
+    assert parallel.halves(lambda part, share: [(x, share) for x in part], list(range(20))) == [(x, 1) for x in range(20)]
+    parallel.set_thread_budget(2)
+    assert parallel.second_core()

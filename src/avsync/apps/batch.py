@@ -204,9 +204,9 @@ def limit_threads(threads: int) -> None:
             torch.set_num_threads(threads)
         except Exception:
             pass
-    from ..features import mesh
+    from ..parallel import set_thread_budget
 
-    mesh.set_thread_budget(threads)  # one thread: the face mesh runs in the worker, no child
+    set_thread_budget(threads)  # one thread: no helper process beside a measurement
     _applied_budget = state
 
 

@@ -7,18 +7,7 @@ import signal
 import threading
 import time
 
-
-def die_with_parent() -> None:
-    """Linux: the kernel kills this process when its parent dies (``PR_SET_PDEATHSIG``).  The parent
-    is the *thread* that started this process: start workers from a thread that lives as long as
-    the pool (the main thread, or a dedicated one)."""
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
-    except Exception:
-        pass
+from ..parallel import die_with_parent
 
 
 def watch_parent(parent: int) -> None:

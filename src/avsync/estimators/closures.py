@@ -175,12 +175,26 @@ def closure_evidence(features, lags_s: np.ndarray, t0: float | None = None, t1: 
     gap = V.mouth.get("mesh_inner", V.mouth.get("inner_open")) if V.mouth else None
     if gap is None or getattr(A, "hf", None) is None:
         return None
-    events = find_closures(V.times, gap)
+    events = _file_closures(V, gap)
     if t0 is not None:
         events = [e for e in events if t0 <= e.close and e.release <= t1]
     if not events:
         return np.zeros((0, lags_s.size))
     return standardise(event_scores(events, A.hf_t0, A.hf_rate, A.hf.T, lags_s))
+
+
+def _file_closures(V, gap: np.ndarray) -> list[Closure]:
+    """``find_closures`` over the whole file, found once per visual features (every window and
+    probe of a file reads the same closures; the levels come from the whole file's gap)."""
+    held = getattr(V, "_closures", None)
+    if held is not None and held[0] is gap and held[1] is V.times:
+        return held[2]
+    events = find_closures(V.times, gap)
+    try:
+        V._closures = (gap, V.times, events)
+    except AttributeError:  # features that take no attributes: found again next time
+        pass
+    return events
 
 
 def closures_bias_ms() -> float:

@@ -185,27 +185,6 @@ def serve(path: str, src=None, dst=None) -> None:
 #: media shorter than this (seconds) keep the mesh in this process: a child's start (~0.2 s of
 #: CPU for the interpreter and the model) would cost more than it saves
 CHILD_MIN_S = 10.0
-#: this process's thread budget when one was set (a batch worker: apps.batch.limit_threads)
-_budget: int | None = None
-
-
-def set_thread_budget(threads: int | None) -> None:
-    """Cap what the mesh may use: with one thread it stays in this process (no child)."""
-    global _budget
-    _budget = threads
-
-
-def child_useful() -> bool:
-    """True when this process may use more than one core (a child then runs beside it): the
-    thread budget when one was set, else the CPUs this process may run on."""
-    if _budget is not None:
-        return _budget > 1
-    try:
-        return len(os.sched_getaffinity(0)) > 1
-    except (AttributeError, OSError):
-        return (os.cpu_count() or 1) > 1
-
-
 class MeshRunner:
     """The mesh network on a queue of crops, answered in order: by a child Python process when
     ``child`` (so it overlaps with the dlib fit of the next frames on a second core; LiteRT's

@@ -98,7 +98,9 @@ class VisualFeatureExtractor:
             if mesh or (mesh is None and meshmod.available()):
                 # the mesh network runs in a child process beside the dlib fit when a second
                 # core is there (``mesh_child``: None = then; the answers are the same either way)
-                child = meshmod.child_useful() if mesh_child is None else mesh_child
+                from ..parallel import second_core
+
+                child = second_core() if mesh_child is None else mesh_child
                 self._mesh = meshmod.MeshRunner(child=child)
         self._mesh_rows: list[tuple | None] = []
         #: mesh crops sent and not answered: (row, scale, centre x, centre y)
