@@ -24,7 +24,9 @@ def plot_report(report, png_path: str | os.PathLike) -> str:
 
     Top: offset of every window (marker size and opacity follow the confidence), the
     whole-file offset as a line, the tolerance band (lead above 0, lag below) shaded.
-    Middle: confidence per window.  Bottom: the score over candidate lags.
+    Sparse-event methods (``events``) add every matched (picture, sound) pair as a cross at the
+    picture's time and the pair's own offset.  Middle: confidence per window.  Bottom: the score
+    over candidate lags.
     Works for not-assessable and single-window reports too."""
     png_path = os.fspath(png_path)
     fig = _figure()
@@ -66,6 +68,9 @@ def plot_report(report, png_path: str | os.PathLike) -> str:
     ys_all = [tol.lead_ms, -tol.lag_ms] + [w.offset_ms for w in ok] + [g.offset_ms for g in report.segments]
     if report.offset_ms is not None and report.confidence >= MIN_CONFIDENCE:
         ys_all.append(report.offset_ms)
+    pairs = np.asarray((report.stats or {}).get("pairs") or [], float).reshape(-1, 2)
+    pair_ms = (pairs[:, 0] - pairs[:, 1]) * 1000.0
+    ys_all += [float(v) for v in pair_ms]
     lo, hi = min(ys_all), max(ys_all)
     pad = max(20.0, 0.12 * (hi - lo))
     ylo, yhi = lo - pad, hi + pad
@@ -95,6 +100,9 @@ def plot_report(report, png_path: str | os.PathLike) -> str:
         name = f", {drift.conform['name']} conform" if getattr(drift, "conform", None) else ""
         ax_off.plot(xx, drift.intercept_ms + drift.ms_per_min / 60.0 * xx, color="tab:orange", lw=1, ls="--",
                     label=f"drift {drift.ms_per_min:+.2f} ms/min{name}", zorder=4)
+    if len(pairs):  # sparse-event methods: each matched (picture, sound) pair at its own offset
+        ax_off.scatter(pairs[:, 0], pair_ms, s=18, marker="x", color="tab:brown", lw=0.9, zorder=4,
+                       label=f"matched events: picture time, its sound's offset ({len(pairs)})")
     ax_off.set_ylim(ylo, yhi)
     ax_off.set_xlim(t0, t1)
     ax_off.set_ylabel("offset ms (+ audio leads)")

@@ -7,6 +7,10 @@ import numpy as np
 from .errors import UsageError
 from .report import MIN_CONFIDENCE, Drift, Report, Tolerance, Window
 
+#: what a report says of a sparse-event estimate (``--method events``): the counts, the match
+#: score against its runner-up and chance, and the matched (picture, sound) times in seconds
+EVENT_EVIDENCE = ("visual_events", "audio_events", "matched", "score", "runner_up", "null_z", "periodic", "pairs")
+
 
 PRESETS = {
     "ebu-r37": (40.0, 60.0),
@@ -109,8 +113,11 @@ def build_report(media: dict, method: str, whole, windows: list[Window], tol: To
         reason = f"{len(segments)} offsets: the offset steps at " + ", ".join(f"{c.time_s:.1f} s" for c in changes)
     if veto is not None:
         v, reason = "not_assessable", veto
+    extra = dict(extra or {})
+    if "pairs" in (whole.stats or {}):  # sparse-event methods: the evidence behind the offset
+        extra.setdefault("events", {k: whole.stats[k] for k in EVENT_EVIDENCE if k in whole.stats})
     return Report(media=media, method=method, offset_ms=whole.offset_ms, confidence=whole.confidence,
                   verdict=v, tolerance=tol, windows=windows, drift=drift, profile=whole.profile,
-                  reason=reason, cue=whole.cue, stats=whole.stats, extra=dict(extra or {}),
+                  reason=reason, cue=whole.cue, stats=whole.stats, extra=extra,
                   segments=segments, changes=changes, offset_model=seg.model if seg is not None else None,
                   warnings=list(warnings or []))

@@ -104,3 +104,30 @@ def test_helpers():
     assert np.allclose(pt, [1.0, 2.3, 3.8])
     assert periodicity(np.arange(0, 5, 0.5)) > 0.95
     assert periodicity(np.array(IRREGULAR)) < 0.75
+
+
+def test_the_report_and_the_plot_carry_the_matched_pairs(tmp_path):
+    """Issue 16: the evidence behind an events offset is in the JSON report and in the plot."""
+    from avsync.plot import plot_report
+    from avsync.timeline import build_report, tolerance
+
+    V = render(IRREGULAR)
+    A = audio_features(clicks([t - 0.2 for t in IRREGULAR]), SR)
+    e = EventEstimator(EstimatorOptions(max_lag_ms=1000)).estimate(SimpleNamespace(visual=V, audio=A))
+    media = {"path": "ball.mp4", "duration_s": 12.0, "video_fps": FPS}
+    rep = build_report(media, "events", e, [], tolerance("ebu-r37"))
+    ev = rep.to_dict()["events"]
+    assert ev["matched"] == e.stats["matched"] >= 6 and ev["pairs"] == e.stats["pairs"]
+    assert all(abs((v - a) * 1000 - 200.0) <= 45.0 for v, a in ev["pairs"])
+
+    def brown(path):  # pixels of the pairs' colour (matplotlib's tab:brown)
+        import matplotlib.image
+
+        img = matplotlib.image.imread(str(path))[:, :, :3]
+        return int((np.abs(img - np.array([0x8C, 0x56, 0x4B]) / 255.0).max(axis=2) < 0.08).sum())
+
+    with_pairs = brown(plot_report(rep, tmp_path / "with.png"))
+    e.stats = {k: v for k, v in e.stats.items() if k != "pairs"}
+    without = brown(plot_report(build_report(media, "events", e, [], tolerance("ebu-r37")), tmp_path / "without.png"))
+    assert "events" not in build_report(media, "events", e, [], tolerance("ebu-r37")).to_dict()
+    assert with_pairs > without + 50
