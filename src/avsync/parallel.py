@@ -6,13 +6,20 @@ helper that fails is redone here."""
 from __future__ import annotations
 
 import os
+import select
+import signal
 import sys
+import time
 from typing import Callable, Sequence
 
 #: this process's thread budget when one was set (a batch worker: apps.batch.limit_threads)
 _budget: int | None = None
 #: modules whose thread pools are not safe across ``fork``: loaded, no fork
 FORK_UNSAFE = ("torch", "onnxruntime")
+#: a forked helper gets this many times the time its half took here, plus the grace, before it is
+#: killed and its half redone here (a helper stuck on a lock copied mid-use must not hang detect)
+HELPER_PATIENCE = 4.0
+HELPER_GRACE_S = 10.0
 
 
 def set_thread_budget(threads: int | None) -> None:
@@ -38,7 +45,6 @@ def die_with_parent() -> None:
     the pool (the main thread, or a dedicated one)."""
     try:
         import ctypes
-        import signal
 
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
@@ -70,14 +76,15 @@ def halves(fn: Callable[[Sequence, int], list], items: Sequence, min_items: int 
         finally:
             os._exit(0)
     os.close(w)
+    data, complete = b"", False
     try:
+        t = time.monotonic()
         mine = fn(items[:half], 2)
-        with os.fdopen(r, "rb") as f:
-            r = None
-            data = f.read()
+        data, complete = _read_all(r, HELPER_PATIENCE * (time.monotonic() - t) + HELPER_GRACE_S)
     finally:
-        if r is not None:
-            os.close(r)
+        os.close(r)
+        if not complete:
+            os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
     try:
         theirs = pickle.loads(data)
@@ -86,3 +93,18 @@ def halves(fn: Callable[[Sequence, int], list], items: Sequence, min_items: int 
     if not isinstance(theirs, list) or len(theirs) != len(items) - half:
         theirs = fn(items[half:], 0)
     return mine + theirs
+
+
+def _read_all(fd: int, timeout_s: float) -> tuple[bytes, bool]:
+    """What is written to pipe ``fd`` until its writer closes it (then True), or until
+    ``timeout_s`` runs out (then False)."""
+    chunks = []
+    end = time.monotonic() + timeout_s
+    while True:
+        left = end - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            return b"".join(chunks), False
+        b = os.read(fd, 1 << 16)
+        if not b:
+            return b"".join(chunks), True
+        chunks.append(b)

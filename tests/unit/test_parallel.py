@@ -43,3 +43,19 @@ def test_few_items_or_a_fork_unsafe_runtime_stay_here(two_cores, monkeypatch):
     monkeypatch.setattr(parallel, "FORK_UNSAFE", ("torch",))
     monkeypatch.setitem(__import__("sys").modules, "torch", object())
     assert all(parallel.halves(fn, list(range(40))))
+
+
+def test_a_stuck_helper_is_killed_and_its_half_redone(two_cores, monkeypatch):
+    import time
+
+    monkeypatch.setattr(parallel, "HELPER_GRACE_S", 0.5)
+    me = os.getpid()
+
+    def fn(part, share):
+        if os.getpid() != me:
+            time.sleep(60)  # a helper stuck on a lock it copied mid-use
+        return [x * 2 for x in part]
+
+    t = time.monotonic()
+    assert parallel.halves(fn, list(range(20))) == [x * 2 for x in range(20)]
+    assert time.monotonic() - t < 10

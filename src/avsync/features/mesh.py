@@ -158,6 +158,9 @@ def mouth_from_mesh(pts: np.ndarray) -> tuple[float, float, float, float]:
 #: crops the main process may send ahead of the answers it has read (each answer is ~3.8 KB, so the
 #: child never blocks writing into a 64-KB pipe, and a crop is never waited on for long)
 IN_FLIGHT = 8
+#: media shorter than this (seconds) keep the mesh in this process: a child's start (~0.2 s of
+#: CPU for the interpreter and the model) would cost more than it saves
+CHILD_MIN_S = 10.0
 _HEAD = struct.Struct("<III")  # a crop's height, width, channels
 _ANSWER = struct.Struct("<Id")  # point count, face logit
 
@@ -182,9 +185,6 @@ def serve(path: str, src=None, dst=None) -> None:
         dst.flush()
 
 
-#: media shorter than this (seconds) keep the mesh in this process: a child's start (~0.2 s of
-#: CPU for the interpreter and the model) would cost more than it saves
-CHILD_MIN_S = 10.0
 class MeshRunner:
     """The mesh network on a queue of crops, answered in order: by a child Python process when
     ``child`` (so it overlaps with the dlib fit of the next frames on a second core; LiteRT's
