@@ -141,9 +141,10 @@ def surrogate_peaks(pairs: list, max_lag: int, min_overlap: int, count: int = SU
     """The highest mean correlation over lags of each surrogate pairing of ``pairs``."""
     out = []
     reversed_ = {}
-    jobs = []
+    books: dict = {}  # the picture signals' transforms, kept for every surrogate
     for k in range(count):
         turned = {}
+        jobs = []
         for v, a, *_ in pairs:
             t = turned.get(id(a))
             if t is None:
@@ -151,12 +152,15 @@ def surrogate_peaks(pairs: list, max_lag: int, min_overlap: int, count: int = SU
                 if r is None:
                     r = reversed_[id(a)] = np.asarray(a, np.float64)[::-1]
                 t = turned[id(a)] = np.roll(r, int(round(k * r.size / count)))
-            jobs.append((k, v, t))
-    # one transform per distinct picture signal and per turned sound (the pairs share them)
-    profiles = lagged_pearson_many([(v, t) for _, v, t in jobs], max_lag, min_overlap=min_overlap,
-                                   overlap_weight=True)
-    for k in range(count):
-        m = _mean_profile([p for (j, _, _), p in zip(jobs, profiles) if j == k])
+            jobs.append((v, t))
+        # one transform per distinct picture signal and per turned sound (the pairs share them);
+        # a turned sound's transforms are dropped after its surrogate, so memory stays that of
+        # one surrogate (an hour of signal: ~13 MB each, not 12 x that)
+        m = _mean_profile(lagged_pearson_many(jobs, max_lag, min_overlap=min_overlap, overlap_weight=True,
+                                              books=books))
+        for book in books.values():
+            for t in turned.values():
+                book.forget(t)
         if np.isfinite(m).any():
             out.append(float(np.nanmax(m)))
     return np.array(out, np.float64)

@@ -94,6 +94,10 @@ class _Spectra:
             self._memo[key] = got
         return got[1:]
 
+    def forget(self, x: np.ndarray) -> None:
+        """Drop the spectra of ``x`` (a signal no later pair will use)."""
+        self._memo.pop(id(x), None)
+
 
 def _back(X: np.ndarray, Y: np.ndarray, max_lag: int, nfft: int) -> np.ndarray:
     """The lags [-max_lag, max_lag] of the cross-correlation whose spectra are X and Y."""
@@ -102,10 +106,13 @@ def _back(X: np.ndarray, Y: np.ndarray, max_lag: int, nfft: int) -> np.ndarray:
 
 
 def lagged_pearson_many(pairs: list, max_lag: int, min_overlap: int = 10,
-                        overlap_weight: bool = False) -> list[np.ndarray]:
+                        overlap_weight: bool = False, books: dict | None = None) -> list[np.ndarray]:
     """:func:`lagged_pearson` of every ``(v, a)`` in ``pairs`` (the same numbers), with each
-    distinct array transformed once: many pairs sharing a picture or a sound cost about half."""
-    out, books = [], {}
+    distinct array transformed once: many pairs sharing a picture or a sound cost about half.
+    ``books``: the transforms kept between calls (a dict of :class:`_Spectra` by size; signals
+    can be dropped from it with :meth:`_Spectra.forget`)."""
+    out = []
+    books = {} if books is None else books
     for v, a in pairs:
         n = max(np.size(v), np.size(a))
         nfft = 1 << int(np.ceil(np.log2(n + max_lag + 1)))
