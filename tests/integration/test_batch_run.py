@@ -101,9 +101,14 @@ def test_bench_batch_prints_every_round_and_the_rerun(media_dir, capsys):
     from avsync.bench.batch import main
 
     args = argparse.Namespace(dirs=[str(media_dir / "speech")], inputs=4, workers="1,2", max_seconds=4.0,
-                              keep=False, repeat=2, threads=None)
+                              keep=False, repeat=2, threads=None, engines="local,dask")
     assert main(args) == 0
     out = capsys.readouterr().out
-    assert out.count("round 1: workers") == 2 and out.count("round 2: workers") == 2
-    assert "thread budget" in out and out.count("4 rows, 1 error row(s)") == 4
-    assert "rerun (workers 2): 4 of 4 skipped" in out and "median of 2 rounds" in out
+    for engine in ("local", "dask"):  # both engines, both worker counts, both rounds
+        for rnd in (1, 2):
+            assert out.count(f"round {rnd}: {engine}, workers") == 2
+        assert f"{engine}: parallel efficiency 2 vs 1 workers" in out
+    assert "thread budget" in out and out.count("4 rows over") == 8 and out.count("1 error row(s)") == 8
+    assert "rerun into the last output: 4 of 4 skipped" in out
+    # the answers of every setting against the first: all the same
+    assert out.count("results local x1 vs ") == 3 and out.count(": identical for all 4 inputs") == 3

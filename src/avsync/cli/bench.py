@@ -49,7 +49,8 @@ def register(subparsers) -> None:
     sp.add_argument("--runs", type=int, default=5, help="timed runs of each command; the medians are reported (default 5)")
     sp.add_argument("--method", default="auto", help="estimator to time (default auto)")
     sp.set_defaults(func=run_speed)
-    b = sub.add_parser("batch", help="avsync batch on a Dask LocalCluster: 1 vs 2 workers, rerun skips")
+    b = sub.add_parser("batch", help="avsync batch (its process pool and a Dask LocalCluster): 1 vs 2 workers, "
+                                     "throughput, parallel efficiency, rerun skips")
     b.add_argument("dirs", nargs="+", metavar="MEDIA_DIR")
     b.add_argument("--inputs", type=int, default=100, help="inputs to make (variants + 1 corrupt; default 100)")
     b.add_argument("--workers", default="1,2", help="worker counts to compare (default 1,2)")
@@ -57,6 +58,9 @@ def register(subparsers) -> None:
     b.add_argument("--repeat", type=int, default=1, help="run the worker counts this many times, interleaved")
     b.add_argument("--threads", type=int, default=None,
                    help="avsync batch --threads N for every run (default: the batch default)")
+    b.add_argument("--engines", default="local,dask", metavar="E,E",
+                   help="what runs the batch: local (avsync batch's process pool, its default) and/or dask "
+                        "(a LocalCluster, as --scheduler does); default both")
     b.add_argument("--keep", action="store_true", help="keep the generated inputs and results")
     b.set_defaults(func=run_batch_bench)
     sy = sub.add_parser("syncnet", help="SyncNet scoring speed (windows/s, GFLOP/s) and fast-mode agreement")
