@@ -158,6 +158,8 @@ def mouth_from_mesh(pts: np.ndarray) -> tuple[float, float, float, float]:
 #: crops the main process may send ahead of the answers it has read (each answer is ~3.8 KB, so the
 #: child never blocks writing into a 64-KB pipe, and a crop is never waited on for long)
 IN_FLIGHT = 8
+#: the crops' pipe is grown to this (Linux; 64 KB holds one 192x192 crop): IN_FLIGHT colour crops fit
+PIPE_BYTES = 1 << 20
 #: media shorter than this (seconds) keep the mesh in this process: a child's start (~0.2 s of
 #: CPU for the interpreter and the model) would cost more than it saves
 CHILD_MIN_S = 10.0
@@ -213,6 +215,13 @@ class MeshRunner:
                                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         except OSError:
             self._fail()
+            return
+        try:  # room in the pipe for every crop in flight, so sending one never waits on the child
+            import fcntl
+
+            fcntl.fcntl(self._proc.stdin.fileno(), getattr(fcntl, "F_SETPIPE_SZ", 1031), PIPE_BYTES)
+        except (ImportError, OSError):
+            pass
 
     @property
     def in_child(self) -> bool:
