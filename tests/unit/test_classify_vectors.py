@@ -4,11 +4,14 @@ from __future__ import annotations
 import numpy as np
 
 from avsync.classify import vectors
-from avsync.classify.vectors import RICH_NAMES
+from avsync.classify.vectors import EVENT_NAMES, RICH_NAMES
+
+#: the names up to the short-window cues (the columns _relative and _short see)
+BASE = RICH_NAMES[: len(RICH_NAMES) - len(EVENT_NAMES)]
 
 
 def _X(offsets_s, conf=0.5, silent=()):
-    X = np.zeros((len(offsets_s), len(RICH_NAMES) - 12), np.float32)
+    X = np.zeros((len(offsets_s), len(BASE) - 12), np.float32)
     col = {n: i for i, n in enumerate(RICH_NAMES)}
     X[:, col["core_ok"]] = 1.0
     X[:, col["core_offset"]] = offsets_s
@@ -23,7 +26,7 @@ def _X(offsets_s, conf=0.5, silent=()):
 def test_relative_offset_marks_the_odd_section():
     off = [0.04, 0.04, 0.05, -0.36, -0.36, -0.36, 0.04, 0.03]
     rel = vectors._relative(_X(off))
-    names = RICH_NAMES[-12:-7]
+    names = BASE[-12:-7]
     r = dict(zip(names, rel.T))
     assert np.all(r["core_rel_abs"][3:6] > 0.35) and np.all(r["core_rel_abs"][[0, 1, 2, 6, 7]] < 0.02)
     assert np.allclose(r["core_rel_x_conf"], r["core_rel_abs"] * 0.5)
@@ -34,7 +37,7 @@ def test_short_window_cues():
     arr = {"core_short_offset_ms": off, "core_short_conf": np.full(8, 0.6, np.float32)}
     X = _X(np.zeros(8), silent=(3,))
     S = vectors._short(arr, X)
-    r = dict(zip(RICH_NAMES[-7:], S.T))
+    r = dict(zip(BASE[-7:], S.T))
     assert r["short_ok"].tolist() == [1, 1, 1, 0, 1, 1, 1, 1]
     assert np.all(r["short_rel_abs"][[4, 5]] > 0.35) and np.all(r["short_rel_abs"][[0, 1, 2, 6, 7]] < 0.02)
     assert r["short_offset"][4] == np.float32(-0.36)

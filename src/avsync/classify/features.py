@@ -16,7 +16,13 @@ engine's own features, :class:`avsync.features.FeatureBuilder`, from the same pi
   core estimator's :func:`avsync.estimators.xcorr.lagged_pearson`;
 * ``core_*``: the core engine's estimate (offset, confidence, lag profile) in a 3-s
   window around every segment and over the whole file, and ``core_short_*`` (offset,
-  confidence) in a 1.5-s window (sharper in time, noisier).
+  confidence) in a 1.5-s window (sharper in time, noisier);
+* ``ev_*``: the sparse-event estimator's (``--method events``: visual impacts matched to
+  audio onsets) estimate in the same 3-s window around every segment and over the whole
+  file, from the same decoded features (the events are found once per file): offset
+  (NaN when it abstains), confidence (0 when it abstains), ``null_z``, matched events,
+  margin over the runner-up lag (NaN when no matching was done: too few events), and
+  the counts of visual and audio events in the window (see :func:`event_cues`).
 
 Everything is saved in one compressed NPZ per sample (or a folder of ``.npy`` files).
 """
@@ -44,7 +50,7 @@ GREY_SIZE = 64
 LAG_MAX_S = 1.0
 LAG_WINDOW_S = 3.0
 LAG_STEP_S = 0.04  # the stored profile's resolution
-VERSION = 3
+VERSION = 4  # 4: the ev_* cues of the events estimator
 #: the core estimator's profile is stored on this lag grid (ms)
 CORE_LAGS_MS = np.arange(-1000.0, 1000.0 + 1e-9, 40.0)
 CORE_WINDOW_S = 3.0
@@ -196,6 +202,53 @@ def core_cues(feats, seg_t: np.ndarray) -> dict[str, np.ndarray]:
     return out
 
 
+#: the per-window statistics of the events estimator kept per segment (NaN where unknown)
+EVENT_STATS = ("null_z", "matched", "margin", "visual_events", "audio_events")
+
+
+def event_cues(feats, seg_t: np.ndarray) -> dict[str, np.ndarray]:
+    """The events estimator (:mod:`avsync.estimators.events`) in a CORE_WINDOW_S window
+    around every segment and over the whole file, from the file's features (None: no usable
+    audio; the cues stay empty).  Arrays: ``ev_offset_ms`` (S; NaN when it abstains),
+    ``ev_conf`` (S; 0 when it abstains), ``ev_stats`` (S, len(EVENT_STATS); NaN where the
+    estimator did not get that far, e.g. ``null_z``/``margin`` with fewer than 4 events on a
+    side), and ``ev_whole`` (offset, confidence, then EVENT_STATS over the whole file)."""
+    from ..estimators.base import EstimatorOptions
+    from ..estimators.registry import get_estimator
+
+    S = seg_t.size
+    out = {"ev_offset_ms": np.full(S, np.nan, np.float32), "ev_conf": np.zeros(S, np.float32),
+           "ev_stats": np.full((S, len(EVENT_STATS)), np.nan, np.float32),
+           "ev_whole": np.asarray([np.nan, 0.0] + [np.nan] * len(EVENT_STATS), np.float32)}
+    if feats is None:
+        return out
+    lo = max(float(feats.visual.times[0]), float(feats.audio.t0))
+    hi = min(float(feats.visual.times[-1]), float(feats.audio.times[-1]))
+    spans = []
+    for s in seg_t:
+        c = s + 0.5
+        w0 = max(lo, c - CORE_WINDOW_S / 2)
+        w1 = min(hi, w0 + CORE_WINDOW_S)
+        w0 = max(lo, w1 - CORE_WINDOW_S)
+        spans.append((w0, w1) if w1 - w0 >= 0.6 else None)
+    est = get_estimator("events", EstimatorOptions(max_lag_ms=1000.0))
+    whole, per = est.estimate_windows(feats, spans)
+
+    def row(e) -> list[float]:
+        st = e.stats or {}
+        return ([np.nan if e.offset_ms is None else float(e.offset_ms), float(e.confidence)]
+                + [float(st[k]) if k in st else np.nan for k in EVENT_STATS])
+
+    out["ev_whole"] = np.asarray(row(whole), np.float32)
+    for i, e in enumerate(per):
+        if e is None:
+            continue
+        r = row(e)
+        out["ev_offset_ms"][i], out["ev_conf"][i] = r[0], r[1]
+        out["ev_stats"][i] = r[2:]
+    return out
+
+
 def extract(path: str, progress: Progress | None = None) -> dict[str, np.ndarray]:
     """All arrays of one media file (see the module docstring), from one decode."""
     import cv2
@@ -289,6 +342,7 @@ def extract(path: str, progress: Progress | None = None) -> dict[str, np.ndarray
     arr["lag_profile"] = prof[:, ::step]
     arr["lag_profile_full"] = prof
     arr.update(core_cues(feats, seg))
+    arr.update(event_cues(feats, seg))
     return arr
 
 

@@ -3,7 +3,9 @@
 ``va(arr)``: the seed's two numbers per segment, V(t) and A(t): mean motion energy and
 mean audio RMS in the segment, each divided by its maximum over the file (so both lie
 in [0, 1]).  ``rich(arr)``: those plus level, digital silence, flatness, MFCC and the
-lag-profile cues (see ``RICH_NAMES``).
+lag-profile cues (see ``RICH_NAMES``), the core estimator's windows and the sparse-event
+estimator's (``ev_*``, :func:`avsync.classify.features.event_cues`; zeros for feature files
+written before them, and for silent segments).
 """
 from __future__ import annotations
 
@@ -11,6 +13,9 @@ import numpy as np
 
 from .features import N_MFCC
 
+EVENT_NAMES = ["ev_ok", "ev_offset", "ev_abs", "ev_conf", "ev_abs_x_conf", "ev_null_z", "ev_matched",
+               "ev_margin", "ev_events_v", "ev_events_a", "ev_rel_abs", "ev_rel_x_conf",
+               "ev_whole_ok", "ev_whole_abs", "ev_whole_conf", "ev_whole_null_z"]
 LAG_BINS_S = (-0.8, -0.5, -0.3, -0.2, -0.1, 0.0, 0.1, 0.2, 0.3, 0.5, 0.8)
 RICH_NAMES = (
     ["V", "A", "log_motion", "level_db", "level_db_std", "zero_frac", "has_audio", "flatness",
@@ -27,6 +32,9 @@ RICH_NAMES = (
     # the core estimator in a 1.5-s window (sharper in time), also relative to the file
     + ["short_ok", "short_offset", "short_abs", "short_conf", "short_abs_x_conf", "short_rel_abs",
        "short_rel_x_conf"]
+    # the sparse-event estimator (visual impacts vs audio onsets) in the 3-s window and over
+    # the whole file; ev_rel_*: the window's offset minus the median over the file's windows
+    + EVENT_NAMES
 )
 
 
@@ -116,6 +124,7 @@ def rich(arr: dict) -> np.ndarray:
                     + [env] + _core(arr, i, silent=silent))
     X = np.asarray(rows, np.float32)
     X = np.concatenate([X, _relative(X), _short(arr, X)], 1)
+    X = np.concatenate([X, _events(arr, X)], 1)
     return np.nan_to_num(X, nan=0.0, posinf=0.0, neginf=0.0)
 
 
@@ -138,6 +147,46 @@ def _short(arr: dict, X: np.ndarray) -> np.ndarray:
     out[:n][ok] = np.stack([np.ones_like(off), off, np.abs(off), conf, np.abs(off) * conf, rel, rel * conf],
                            1)[ok].astype(np.float32)
     return out
+
+
+def _events(arr: dict, X: np.ndarray) -> np.ndarray:
+    """The sparse-event cues (``EVENT_NAMES``): per segment, the events estimator's 3-s window
+    (offset in s, |offset|, confidence, |offset| x confidence, null z, matched events, margin,
+    visual and audio events in the window, |offset - the median offset of the file's windows
+    with an answer| and that times the confidence), then the whole-file estimate.  Unknown
+    statistics (NaN in the feature file) read 0; all zeros for silent segments and for
+    feature files without the cues."""
+    S = len(X)
+    out = np.zeros((S, len(EVENT_NAMES)), np.float32)
+    if "ev_offset_ms" not in arr:
+        return out
+    from .features import EVENT_STATS
+
+    col = {n: i for i, n in enumerate(RICH_NAMES)}
+    silent = (X[:, col["zero_frac"]] > 0.5) | (X[:, col["level_db"]] < -70.0)
+    off = arr["ev_offset_ms"][:S].astype(np.float64) / 1000.0
+    n = off.size
+    conf = arr["ev_conf"][:S].astype(np.float64)
+    st = np.nan_to_num(arr["ev_stats"][:S].astype(np.float64), nan=0.0)
+    k = {name: j for j, name in enumerate(EVENT_STATS)}
+    ok = np.isfinite(off) & ~silent[:n]
+    rel = np.zeros(n)
+    if ok.any():
+        rel[ok] = np.abs(off[ok] - np.median(off[ok]))
+    offz = np.where(ok, off, 0.0)
+    per = np.stack([ok.astype(np.float64), offz, np.abs(offz), np.where(ok, conf, 0.0),
+                    np.abs(offz) * np.where(ok, conf, 0.0), st[:, k["null_z"]], st[:, k["matched"]],
+                    st[:, k["margin"]], st[:, k["visual_events"]], st[:, k["audio_events"]], rel,
+                    rel * np.where(ok, conf, 0.0)], 1)
+    per[silent[:n]] = 0.0
+    w = arr["ev_whole"].astype(np.float64)
+    w_ok = bool(np.isfinite(w[0]))
+    whole = [float(w_ok), abs(w[0]) / 1000.0 if w_ok else 0.0, w[1] if w_ok else 0.0,
+             float(np.nan_to_num(w[2 + k["null_z"]]))]
+    out[:n, : per.shape[1]] = per
+    out[:n, per.shape[1]:] = np.asarray(whole)[None, :]
+    out[:n][silent[:n]] = 0.0
+    return np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32)
 
 
 def _relative(X: np.ndarray) -> np.ndarray:

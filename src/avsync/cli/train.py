@@ -37,7 +37,7 @@ TRANSFER = {
 MODELS = {**CLASSIFIERS, **FCN, **TRANSFER}
 
 #: option dest -> the models it applies to (options not listed apply to every model)
-_CLASSIFIER_OPTS = ("metadata", "features", "max_epochs", "patience")
+_CLASSIFIER_OPTS = ("metadata", "features", "max_epochs", "patience", "drop_features")
 _OFFSET_OPTS = ("data", "cache", "exclude", "steps", "batch", "max_offset", "channels", "lr", "threads")
 _FCN_OPTS = ("workers", "resume", "device")
 _TRANSFER_OPTS = ("pretrained", "freeze_encoder", "encoder", "transfer_crop")
@@ -65,6 +65,9 @@ def register(subparsers) -> None:
                    help="features folder of the --metadata at the same position")
     g.add_argument("--max-epochs", type=int, default=300, help="most training epochs (default 300)")
     g.add_argument("--patience", type=int, default=30, help="stop after this many epochs without a better validation score (default 30)")
+    g.add_argument("--drop-features", action="append", metavar="PREFIX",
+                   help="mlp-rich/transformer*: leave out the per-second features whose names start with PREFIX "
+                        "(repeatable; e.g. ev_ for the events estimator's cues, to measure what they add)")
 
     g = p.add_argument_group(f"offset models ({' | '.join({**FCN, **TRANSFER})}): self-supervised on in-sync clips")
     g.add_argument("--data", nargs="+", metavar="DIR", help="folders (or files) of in-sync video clips")
@@ -140,7 +143,18 @@ def _train_classifier(args: argparse.Namespace) -> int:
             _err(f"{len(missing)} samples of {meta} have no feature file in {feats} (skipped)")
     train = [s for s in samples if s.split == "train"]
     val = [s for s in samples if s.split == "val"]
-    opt = TrainOptions(seed=args.seed, max_epochs=args.max_epochs, patience=args.patience)
+    columns = None
+    if getattr(args, "drop_features", None):
+        from ..classify.vectors import RICH_NAMES
+
+        if args.model in ("threshold", "mlp"):
+            raise UsageError(f"--drop-features: --model {args.model} reads only [V, A]")
+        columns = tuple(n for n in RICH_NAMES if not any(n.startswith(p) for p in args.drop_features))
+        if len(columns) == len(RICH_NAMES):
+            raise UsageError(f"--drop-features {' '.join(args.drop_features)}: no feature name starts with that")
+        if not columns:
+            raise UsageError("--drop-features leaves no feature")
+    opt = TrainOptions(seed=args.seed, max_epochs=args.max_epochs, patience=args.patience, columns=columns)
     show = _want_progress(args)
     bundle = TRAINERS[args.model](train, val, opt, count_progress(f"train {args.model} epoch", show))
     if show:

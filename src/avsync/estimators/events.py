@@ -182,18 +182,53 @@ class EventEstimator(Estimator):
         except (ValueError, IndexError, FloatingPointError) as e:  # malformed features: abstain
             return Estimate.abstain(f"event matching failed ({e.__class__.__name__})", self.cue)
 
-    def _estimate(self, features, t0, t1) -> Estimate:
+    def estimate_windows(self, features, spans) -> tuple[Estimate, list[Estimate]]:
+        """The whole-file estimate and one per ``(t0, t1)`` in ``spans`` (None: no window there),
+        from ONE detection of the events: the same results as :meth:`estimate` on each span,
+        without finding the file's impacts and onsets again for every window."""
+        try:
+            ev = self._events(features)
+        except (ValueError, IndexError, FloatingPointError) as e:
+            ab = Estimate.abstain(f"event matching failed ({e.__class__.__name__})", self.cue)
+            return ab, [None if sp is None else ab for sp in spans]
+        out = []
+        for sp in [(None, None)] + list(spans):
+            if sp is None:
+                out.append(None)
+                continue
+            if isinstance(ev, Estimate):
+                out.append(ev)
+                continue
+            try:
+                out.append(self._match(features, ev, *sp))
+            except (ValueError, IndexError, FloatingPointError) as e:
+                out.append(Estimate.abstain(f"event matching failed ({e.__class__.__name__})", self.cue))
+        return out[0], out[1:]
+
+    def _events(self, features):
+        """(visual times, cuts, audio times) of the whole file, or an abstaining Estimate."""
         V, A = getattr(features, "visual", None), getattr(features, "audio", None)
         if V is None or A is None or len(V) < 5 or len(A) < 10:
             return Estimate.abstain("not enough picture or sound", self.cue)
         if V.still:
             return Estimate.abstain("the picture does not change", self.cue)
-        tv, sv, cuts = visual_events(V)
-        ta, sa = audio_events(A)
+        tv, _, cuts = visual_events(V)
+        ta, _ = audio_events(A)
+        return tv, cuts, ta
+
+    def _estimate(self, features, t0, t1) -> Estimate:
+        ev = self._events(features)
+        if isinstance(ev, Estimate):
+            return ev
+        return self._match(features, ev, t0, t1)
+
+    def _match(self, features, ev, t0, t1) -> Estimate:
+        V, A = features.visual, features.audio
+        tv, cuts, ta = ev
         lo = -np.inf if t0 is None else t0
         hi = np.inf if t1 is None else t1
         keep_v = (tv >= lo) & (tv <= hi)
-        tv, sv = tv[keep_v], sv[keep_v]
+        tv = tv[keep_v]
         max_lag = self.options.max_lag_ms / 1000.0
         keep_a = (ta >= lo - max_lag) & (ta <= hi + max_lag)
         ta = ta[keep_a]
