@@ -98,7 +98,8 @@ def _analyse(features: Features, options: DetectOptions, progress: Progress | No
         if len(spans) == 1:
             windows.append(Window(*spans[0], whole.offset_ms, whole.confidence))
         else:
-            windows = [Window(t0, t1, *m) for (t0, t1), m in zip(spans, _measure_spans(est, features, spans, progress))]
+            measured = _measure_spans(est, features, spans, progress)
+            windows = [Window(t0, t1, *m) for (t0, t1), m in zip(spans, measured)]
     probe, measure = _span_probes(est, features)
     return build_report(info.to_dict(), name, whole, windows, tol, probe=probe, measure=measure,
                         window_s=options.window_s, hop_s=options.hop_s)
