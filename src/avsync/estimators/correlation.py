@@ -16,7 +16,7 @@ from importlib import resources
 import numpy as np
 
 from .base import Estimate, Estimator, LagProfile
-from .xcorr import Peak, find_peak, lagged_pearson, lagged_pearson_many
+from .xcorr import Peak, find_peak, lagged_pearson_many
 
 GRID_HZ = 100.0
 #: peaks closer than this to the best one are the same peak (for the runner-up)
@@ -137,11 +137,13 @@ SURROGATES = 12
 SURROGATE_SD_FLOOR = 0.02
 
 
-def surrogate_peaks(pairs: list, max_lag: int, min_overlap: int, count: int = SURROGATES) -> np.ndarray:
-    """The highest mean correlation over lags of each surrogate pairing of ``pairs``."""
+def surrogate_peaks(pairs: list, max_lag: int, min_overlap: int, count: int = SURROGATES,
+                    books: dict | None = None) -> np.ndarray:
+    """The highest mean correlation over lags of each surrogate pairing of ``pairs``; ``books``:
+    transforms already made of these signals (:func:`lagged_pearson_many`), reused."""
     out = []
     reversed_ = {}
-    books: dict = {}  # the picture signals' transforms, kept for every surrogate
+    books = {} if books is None else books  # the picture signals' transforms, kept for every surrogate
     for k in range(count):
         turned = {}
         jobs = []
@@ -237,13 +239,17 @@ class CorrelationEstimator(Estimator):
         if isinstance(pairs, str):
             return Estimate.abstain(pairs, self.cue)
         max_lag = int(round(self.options.max_lag_ms / 1000 * GRID_HZ))
-        profiles, supports, groups = [], [], []
+        supports, groups = [], []
         for v, a, *group in pairs:
             both = np.isfinite(v) & np.isfinite(a)
             supports.append(both.sum() / GRID_HZ)
             groups.append(group[0] if group else None)
-            profiles.append(lagged_pearson(v, a, max_lag, min_overlap=int(self.min_support_s * GRID_HZ),
-                                           overlap_weight=True))
+        # the shared sound is transformed once, and the picture signals' transforms are kept for
+        # the surrogate pairings below (the same numbers as lagged_pearson pair by pair)
+        books: dict = {}
+        profiles = lagged_pearson_many([(v, a) for v, a, *_ in pairs], max_lag,
+                                       min_overlap=int(self.min_support_s * GRID_HZ), overlap_weight=True,
+                                       books=books)
         support = float(np.max(supports)) if supports else 0.0
         if support < self.min_support_s:
             return Estimate.abstain("too little usable signal", self.cue)
@@ -280,7 +286,7 @@ class CorrelationEstimator(Estimator):
             "raw_offset_ms": raw_ms,
         }
         if surrogates:
-            peaks = surrogate_peaks(pairs, max_lag, int(self.min_support_s * GRID_HZ))
+            peaks = surrogate_peaks(pairs, max_lag, int(self.min_support_s * GRID_HZ), books=books)
             stats["null_z"] = null_z(peak.height, peaks)
         stats.update(extra)
         if "closure_curve" in stats:  # the closures' fit at the chosen lag

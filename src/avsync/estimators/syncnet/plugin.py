@@ -240,8 +240,8 @@ def _run_faces(path, scorer, options, progress, timing) -> SyncNetResult:
 
         def cut():  # decoding and cropping, in a background thread while the network runs
             for k, img in tl:
-                yield k, img, [(i, facemod.crop(img, tr.box_at(k), scan.detector))
-                               for i, tr in enumerate(scan.tracks) if tr.box_at(k) is not None]
+                boxes = [(i, tr.box_at(k)) for i, tr in enumerate(scan.tracks)]
+                yield k, img, [(i, facemod.crop(img, b, scan.detector)) for i, b in boxes if b is not None]
 
         with Prefetch(cut(), depth=CROP_PREFETCH) as feed:
             for k, img, crops in feed:
